@@ -4,5 +4,9 @@
 //! the benches drive the same code.
 
 pub mod cli;
+pub mod data;
+pub mod metrics;
 pub mod mock;
+pub mod scenario;
+pub mod template;
 pub mod units;

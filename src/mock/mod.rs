@@ -3,17 +3,20 @@
 use std::net::SocketAddr;
 
 /// Settings of the mock server, shared by `volley mock` flags and a scenario's `[target.mock]`.
-#[derive(Debug, Clone, clap::Args, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MockConfig {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8089")]
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8089))
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8089)),
+        }
+    }
 }
 
 /// Runs the mock in the foreground until Ctrl-C.

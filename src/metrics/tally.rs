@@ -1,0 +1,270 @@
+//! [`Tally`]: what one worker, one second or one cell recorded.
+
+use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
+
+use super::outcome::{OUTCOMES, Outcome};
+
+/// The highest latency a histogram holds: one hour, in microseconds.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// Details kept per kind of error, at most this many kinds per tally.
+const MAX_ERROR_KINDS: usize = 64;
+
+/// Creates an empty latency histogram: microseconds from 1 us to 1 h, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("the bounds are valid")
+}
+
+/// What a response or error said about why a request failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// The HTTP status, 0 when there was no response.
+    pub status: u16,
+    /// The body's `code` field, or the transport error's kind.
+    pub code: String,
+    /// The body's `message` field, or the transport error's text.
+    pub message: String,
+    /// The response's `ININ-Correlation-Id` header.
+    pub correlation_id: String,
+    /// The `Retry-After` header.
+    pub retry_after: String,
+    /// Rate-limit headers as `name=value` pairs joined by `;`.
+    pub rate_limit: String,
+}
+
+/// One kind of error (outcome, status and code) with its count and a sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorSample {
+    /// The request's outcome.
+    pub outcome: Outcome,
+    /// How many requests ended this way.
+    pub count: u64,
+    /// When the first one was seen.
+    pub first_seen: SystemTime,
+    /// When the last one was seen.
+    pub last_seen: SystemTime,
+    /// The first one's details.
+    pub detail: ErrorDetail,
+}
+
+/// Counts, histograms and error samples of one worker, one second or one cell.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Requests per outcome, indexed by [`Outcome::index`].
+    pub counts: [u64; OUTCOMES.len()],
+    /// Latency in microseconds of every request with an outcome. For the open model it is
+    /// measured from the due time, corrected for coordinated omission.
+    pub latency: Histogram<u64>,
+    /// Open model only: latency measured from the actual send.
+    pub uncorrected: Option<Histogram<u64>>,
+    /// Request body bytes sent.
+    pub request_bytes: u64,
+    /// Response body bytes received.
+    pub response_bytes: u64,
+    /// Open model: requests skipped because every slot was busy.
+    pub dropped: u64,
+    /// Open model: the largest delay of a send behind its due time, in microseconds.
+    pub max_lag_us: u64,
+    /// Error kinds seen, in the order first seen.
+    pub errors: Vec<ErrorSample>,
+    /// Error responses whose kind did not fit in `errors`.
+    pub errors_unsampled: u64,
+}
+
+impl Tally {
+    /// Creates an empty tally; `corrected` adds the uncorrected histogram of the open model.
+    pub fn new(corrected: bool) -> Tally {
+        Tally {
+            counts: [0; OUTCOMES.len()],
+            latency: new_histogram(),
+            uncorrected: corrected.then(new_histogram),
+            request_bytes: 0,
+            response_bytes: 0,
+            dropped: 0,
+            max_lag_us: 0,
+            errors: Vec::new(),
+            errors_unsampled: 0,
+        }
+    }
+
+    /// Creates an empty tally of the same shape.
+    pub fn empty_like(&self) -> Tally {
+        Tally::new(self.uncorrected.is_some())
+    }
+
+    /// Returns the number of requests with an outcome.
+    pub fn requests(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Returns the count of one outcome.
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.counts[outcome.index()]
+    }
+
+    /// Records one request's outcome and latencies (`uncorrected_us` is ignored by closed
+    /// tallies).
+    pub fn record(&mut self, outcome: Outcome, latency_us: u64, uncorrected_us: u64) {
+        self.counts[outcome.index()] += 1;
+        self.latency.saturating_record(latency_us.max(1));
+        if let Some(uncorrected) = &mut self.uncorrected {
+            uncorrected.saturating_record(uncorrected_us.max(1));
+        }
+    }
+
+    /// Records an error's details, grouped by outcome, status and code.
+    pub fn record_error(&mut self, outcome: Outcome, detail: ErrorDetail) {
+        let now = SystemTime::now();
+        let existing = self.errors.iter_mut().find(|sample| {
+            sample.outcome == outcome
+                && sample.detail.status == detail.status
+                && sample.detail.code == detail.code
+        });
+        if let Some(sample) = existing {
+            sample.count += 1;
+            sample.last_seen = now;
+        } else if self.errors.len() < MAX_ERROR_KINDS {
+            self.errors.push(ErrorSample {
+                outcome,
+                count: 1,
+                first_seen: now,
+                last_seen: now,
+                detail,
+            });
+        } else {
+            self.errors_unsampled += 1;
+        }
+    }
+
+    /// Adds `other` into this tally.
+    pub fn merge(&mut self, other: &Tally) {
+        for (count, add) in self.counts.iter_mut().zip(other.counts) {
+            *count += add;
+        }
+        self.latency
+            .add(&other.latency)
+            .expect("histograms share their bounds");
+        match (&mut self.uncorrected, &other.uncorrected) {
+            (Some(mine), Some(theirs)) => mine.add(theirs).expect("histograms share their bounds"),
+            (None, Some(theirs)) => self.uncorrected = Some(theirs.clone()),
+            _ => {}
+        }
+        self.request_bytes += other.request_bytes;
+        self.response_bytes += other.response_bytes;
+        self.dropped += other.dropped;
+        self.max_lag_us = self.max_lag_us.max(other.max_lag_us);
+        self.errors_unsampled += other.errors_unsampled;
+        for sample in &other.errors {
+            self.merge_error(sample);
+        }
+    }
+
+    fn merge_error(&mut self, sample: &ErrorSample) {
+        let existing = self.errors.iter().position(|mine| {
+            mine.outcome == sample.outcome
+                && mine.detail.status == sample.detail.status
+                && mine.detail.code == sample.detail.code
+        });
+        match existing {
+            Some(position) => {
+                let mine = &mut self.errors[position];
+                mine.count += sample.count;
+                mine.first_seen = mine.first_seen.min(sample.first_seen);
+                mine.last_seen = mine.last_seen.max(sample.last_seen);
+            }
+            None if self.errors.len() < MAX_ERROR_KINDS => self.errors.push(sample.clone()),
+            None => self.errors_unsampled += sample.count,
+        }
+    }
+
+    /// Returns a latency quantile in milliseconds, 0 when nothing was recorded.
+    pub fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+        if histogram.is_empty() {
+            return 0.0;
+        }
+        histogram.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_counts_and_histograms() {
+        let mut tally = Tally::new(true);
+        tally.record(Outcome::Ok, 2_000, 1_000);
+        tally.record(Outcome::Throttled, 4_000, 3_000);
+        assert_eq!(tally.requests(), 2);
+        assert_eq!(tally.count(Outcome::Ok), 1);
+        assert_eq!(tally.count(Outcome::Throttled), 1);
+        assert_eq!(tally.latency.len(), 2);
+        assert_eq!(tally.uncorrected.as_ref().unwrap().max(), 3_001);
+    }
+
+    #[test]
+    fn latency_above_an_hour_saturates() {
+        let mut tally = Tally::new(false);
+        tally.record(Outcome::Timeout, u64::MAX, 0);
+        assert_eq!(tally.latency.len(), 1);
+    }
+
+    #[test]
+    fn merge_adds_everything() {
+        let mut first = Tally::new(false);
+        first.record(Outcome::Ok, 1_000, 0);
+        first.request_bytes = 10;
+        first.max_lag_us = 5;
+        let mut second = Tally::new(false);
+        second.record(Outcome::Ok, 3_000, 0);
+        second.record(Outcome::Forbidden, 3_000, 0);
+        second.request_bytes = 20;
+        second.max_lag_us = 9;
+        second.dropped = 4;
+        first.merge(&second);
+        assert_eq!(first.requests(), 3);
+        assert_eq!(first.count(Outcome::Ok), 2);
+        assert_eq!(first.latency.len(), 3);
+        assert_eq!(first.request_bytes, 30);
+        assert_eq!(first.max_lag_us, 9);
+        assert_eq!(first.dropped, 4);
+    }
+
+    #[test]
+    fn errors_group_by_outcome_status_and_code() {
+        let detail = |code: &str| ErrorDetail {
+            status: 403,
+            code: code.to_string(),
+            ..ErrorDetail::default()
+        };
+        let mut first = Tally::new(false);
+        first.record_error(Outcome::Forbidden, detail("not.authorized"));
+        first.record_error(Outcome::Forbidden, detail("not.authorized"));
+        first.record_error(Outcome::Forbidden, detail("other"));
+        let mut second = Tally::new(false);
+        second.record_error(Outcome::Forbidden, detail("not.authorized"));
+        first.merge(&second);
+        assert_eq!(first.errors.len(), 2);
+        assert_eq!(first.errors[0].count, 3);
+        assert_eq!(first.errors[1].count, 1);
+    }
+
+    #[test]
+    fn error_kinds_are_bounded() {
+        let mut tally = Tally::new(false);
+        for code in 0..(MAX_ERROR_KINDS + 5) {
+            tally.record_error(
+                Outcome::ClientError,
+                ErrorDetail {
+                    status: 400,
+                    code: code.to_string(),
+                    ..ErrorDetail::default()
+                },
+            );
+        }
+        assert_eq!(tally.errors.len(), MAX_ERROR_KINDS);
+        assert_eq!(tally.errors_unsampled, 5);
+    }
+}
