@@ -1,17 +1,33 @@
+use std::process::ExitCode;
+
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 use volley::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Mock(config) => volley::mock::run_cli(config).await,
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::from(1)
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
         }
-    }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => volley::commands::run(args).await,
+            Command::Validate(args) => volley::commands::validate(&args),
+            Command::Mock(config) => volley::commands::mock(config).await,
+        }
+    });
+    ExitCode::from(code)
 }

@@ -14,6 +14,10 @@
 //! | `{{now_ms}}` | the Unix time in milliseconds |
 //! | `{{random_int(A,B)}}` | a random integer from A to B inclusive |
 //! | `{{pad(N)}}` | N `x` characters, to grow a payload by a known size |
+//!
+//! Values go in verbatim. Append `| json` to a row or variable placeholder
+//! (`{{row.queue | json}}`) to escape it for use inside a JSON string, so a value with a
+//! quote or a backslash keeps the body valid JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -66,6 +70,7 @@ pub enum TemplateError {
 enum Segment {
     Literal(String),
     Column(usize),
+    JsonColumn(usize),
     Uuid,
     Seq,
     Worker,
@@ -163,7 +168,7 @@ impl Template {
     pub fn uses_row(&self) -> bool {
         self.segments
             .iter()
-            .any(|segment| matches!(segment, Segment::Column(_)))
+            .any(|segment| matches!(segment, Segment::Column(_) | Segment::JsonColumn(_)))
     }
 
     /// Appends the rendered text to `out`.
@@ -175,6 +180,11 @@ impl Template {
                 Segment::Column(index) => {
                     if let Some(value) = context.row.get(*index) {
                         out.extend_from_slice(value.as_bytes());
+                    }
+                }
+                Segment::JsonColumn(index) => {
+                    if let Some(value) = context.row.get(*index) {
+                        escape_json_into(out, value);
                     }
                 }
                 Segment::Uuid => {
@@ -222,11 +232,34 @@ fn write_number(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&digits[position..]);
 }
 
+/// Appends `value` escaped as the inside of a JSON string.
+fn escape_json_into(out: &mut Vec<u8>, value: &str) {
+    for character in value.chars() {
+        match character {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            control if u32::from(control) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(control));
+            }
+            other => {
+                let mut buffer = [0u8; 4];
+                out.extend_from_slice(other.encode_utf8(&mut buffer).as_bytes());
+            }
+        }
+    }
+}
+
 fn compile_placeholder(
     name: &str,
     vars: &BTreeMap<String, String>,
     columns: Option<&[String]>,
 ) -> Result<Segment, TemplateError> {
+    if let Some((inner, filter)) = name.split_once('|') {
+        return compile_filtered(name, inner.trim(), filter.trim(), vars, columns);
+    }
     if let Some(column) = name.strip_prefix("row.") {
         return compile_column(column, columns);
     }
@@ -247,6 +280,35 @@ fn compile_placeholder(
         return compile_pad(name, arguments);
     }
     Err(unknown(name, vars, columns))
+}
+
+fn compile_filtered(
+    call: &str,
+    inner: &str,
+    filter: &str,
+    vars: &BTreeMap<String, String>,
+    columns: Option<&[String]>,
+) -> Result<Segment, TemplateError> {
+    if filter != "json" {
+        return Err(TemplateError::BadArguments {
+            call: call.to_string(),
+            hint: format!("unknown filter \"{filter}\"; the only filter is json"),
+        });
+    }
+    match compile_placeholder(inner, vars, columns)? {
+        Segment::Column(index) => Ok(Segment::JsonColumn(index)),
+        Segment::Literal(text) => {
+            let mut escaped = Vec::new();
+            escape_json_into(&mut escaped, &text);
+            Ok(Segment::Literal(
+                String::from_utf8(escaped).expect("escaping keeps UTF-8"),
+            ))
+        }
+        _ => Err(TemplateError::BadArguments {
+            call: call.to_string(),
+            hint: "| json applies to row columns and variables only".to_string(),
+        }),
+    }
 }
 
 fn compile_column(column: &str, columns: Option<&[String]>) -> Result<Segment, TemplateError> {
@@ -449,6 +511,31 @@ mod tests {
                 "{text}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn json_filter_escapes_values() {
+        let columns = columns();
+        let template =
+            Template::compile("\"{{row.name | json}}\"", &vars(), Some(&columns)).unwrap();
+        let row = vec!["1".to_string(), "a \"b\"\\\n".to_string()];
+        let rendered = render(&template, &row, 0);
+        assert_eq!(rendered, r#""a \"b\"\\\n""#);
+        let parsed: String = serde_json::from_str(&rendered).unwrap();
+        assert_eq!(parsed, row[1]);
+    }
+
+    #[test]
+    fn json_filter_on_variables_and_unknown_filters() {
+        let template = Template::compile("{{org_id|json}}", &vars(), None).unwrap();
+        assert_eq!(template.as_constant(), Some("org-2"));
+        let error = Template::compile("{{org_id | upper}}", &vars(), None).unwrap_err();
+        assert!(error.to_string().contains("only filter is json"), "{error}");
+        let error = Template::compile("{{seq | json}}", &vars(), None).unwrap_err();
+        assert!(
+            matches!(error, TemplateError::BadArguments { .. }),
+            "{error}"
+        );
     }
 
     #[test]

@@ -23,3 +23,28 @@ impl Default for MockConfig {
 pub async fn run_cli(_config: MockConfig) -> anyhow::Result<()> {
     anyhow::bail!("the mock server is not built yet")
 }
+
+/// A running mock server (placeholder).
+pub struct MockServer {
+    addr: SocketAddr,
+}
+
+impl MockServer {
+    /// Returns the bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Returns `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server.
+    pub async fn shutdown(self) {}
+}
+
+/// Starts the mock in the background (placeholder).
+pub async fn spawn(_config: MockConfig) -> anyhow::Result<MockServer> {
+    anyhow::bail!("the mock server is not built yet")
+}

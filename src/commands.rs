@@ -1,0 +1,136 @@
+//! The commands behind the command line, each returning the process exit code.
+//!
+//! Exit codes: 0 success, 1 a failure other than bad input, 2 an invalid scenario or usage,
+//! 99 a failed threshold, 130 interrupted by SIGINT and 143 by SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{RunArgs, ScenarioArgs};
+use crate::engine::{self, RunOptions};
+use crate::mock::MockConfig;
+use crate::report;
+use crate::scenario::{self, Plan};
+
+/// Exit code of an invalid scenario or usage.
+pub const EXIT_INVALID: u8 = 2;
+
+/// Exit code of a failure other than bad input.
+pub const EXIT_FAILURE: u8 = 1;
+
+fn plan(args: &ScenarioArgs) -> Result<Plan, u8> {
+    let loaded = scenario::load(&args.scenario, &args.overrides).map_err(|error| {
+        eprintln!("error: {error}");
+        EXIT_INVALID
+    })?;
+    Plan::build(&loaded).map_err(|error| {
+        eprintln!("error: {error}");
+        EXIT_INVALID
+    })
+}
+
+/// `volley validate`: checks the scenario and opens its data file.
+pub fn validate(args: &ScenarioArgs) -> u8 {
+    match plan(args) {
+        Ok(plan) => {
+            let rows = plan.data.as_ref().map_or(0, |data| data.len());
+            println!(
+                "{} is valid: {} variants, {} cells, {} data rows",
+                args.scenario.display(),
+                plan.variants.len(),
+                plan.cells.len(),
+                rows
+            );
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// `volley run`: runs the scenario, prints the table and the report folder.
+pub async fn run(args: RunArgs) -> u8 {
+    let plan = match plan(&args.scenario) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let cancel = CancellationToken::new();
+    let signal_code = Arc::new(AtomicU8::new(0));
+    let signal = tokio::spawn(watch_signals(cancel.clone(), Arc::clone(&signal_code)));
+    let options = RunOptions {
+        out: args.out,
+        reports_root: PathBuf::from("reports"),
+        quiet: args.quiet,
+        overrides: args.scenario.overrides.clone(),
+    };
+    let result = engine::run(&plan, &options, cancel.clone()).await;
+    signal.abort();
+    let output = match result {
+        Ok(output) => output,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return EXIT_FAILURE;
+        }
+    };
+    print!("{}", report::table::render(&output.rows));
+    if let Some(token) = &output.token {
+        println!(
+            "token requests: {} sent, {} failed, p50 {:.1}ms, max {:.1}ms (not in the table)",
+            token.requests, token.failures, token.p50_ms, token.max_ms
+        );
+    }
+    println!("report: {}", output.folder.display());
+    if output
+        .results
+        .iter()
+        .all(|result| result.total.requests() == 0)
+        && !output.interrupted
+    {
+        eprintln!("error: no request got an outcome; check target.url");
+        return EXIT_FAILURE;
+    }
+    match signal_code.load(Ordering::Relaxed) {
+        0 => engine::exit_code(&output),
+        code => code,
+    }
+}
+
+/// Cancels the run on SIGINT (exit code 130) or SIGTERM (143), as shells and Kubernetes
+/// expect; a second SIGINT exits at once.
+async fn watch_signals(cancel: CancellationToken, code: Arc<AtomicU8>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!(
+            "cannot watch SIGINT and SIGTERM; an interrupt will end the run without reports"
+        );
+        return;
+    };
+    let received = tokio::select! {
+        _ = interrupt.recv() => 130,
+        _ = terminate.recv() => 143,
+    };
+    code.store(received, Ordering::Relaxed);
+    eprintln!(
+        "interrupted: stopping; the reports will hold what ran (interrupt again to exit at once)"
+    );
+    cancel.cancel();
+    interrupt.recv().await;
+    eprintln!("interrupted twice: exiting without waiting");
+    std::process::exit(130);
+}
+
+/// `volley mock`: serves the mock API until interrupted.
+pub async fn mock(config: MockConfig) -> u8 {
+    match crate::mock::run_cli(config).await {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            EXIT_FAILURE
+        }
+    }
+}

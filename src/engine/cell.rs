@@ -1,0 +1,228 @@
+//! One cell: start its workers, merge their tallies once a second, and return the totals.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use governor::{Quota, RateLimiter};
+use http::header::{HeaderName, HeaderValue};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::pacing::{Pacing, StopRule};
+use super::transport::Endpoint;
+use super::worker::{CellShared, PreparedRequest, run_worker};
+use crate::data::{DataSet, RowOrder};
+use crate::metrics::{Outcome, Tally};
+use crate::scenario::{CellSpec, CompiledVariant, Load, LoadPoint};
+
+/// What a cell needs besides its spec.
+pub struct CellInputs {
+    /// The cell to run.
+    pub spec: CellSpec,
+    /// Its variant.
+    pub variant: Arc<CompiledVariant>,
+    /// The scenario's `[load]` table.
+    pub load: Load,
+    /// Where requests go.
+    pub endpoint: Arc<Endpoint>,
+    /// The authentication header, kept current by the provider.
+    pub auth: Option<(HeaderName, watch::Receiver<HeaderValue>)>,
+    /// Data rows.
+    pub data: Option<DataSet>,
+    /// How workers walk the rows.
+    pub row_order: RowOrder,
+    /// Seed for rows and random placeholders.
+    pub seed: u64,
+    /// Cancelled on interrupt.
+    pub cancel: CancellationToken,
+}
+
+/// One second (or the last part of one) of a cell.
+pub struct Interval<'a> {
+    /// The second's number within the cell, from 1.
+    pub second: u64,
+    /// Time since the cell started.
+    pub elapsed: Duration,
+    /// Wall-clock time at the end of the interval.
+    pub at: SystemTime,
+    /// What the workers recorded during the interval.
+    pub tally: &'a Tally,
+    /// What the cell recorded so far, this interval included.
+    pub total: &'a Tally,
+}
+
+/// The totals of a finished cell.
+#[derive(Debug, Clone)]
+pub struct CellResult {
+    /// The cell.
+    pub spec: CellSpec,
+    /// The variant's name.
+    pub variant: String,
+    /// Whether the open model ran.
+    pub open: bool,
+    /// Wall-clock start.
+    pub started_at: SystemTime,
+    /// The time requests were being sent: the duration, or less when the cell ended early.
+    pub send_window: Duration,
+    /// From start until the last answer.
+    pub elapsed: Duration,
+    /// Everything recorded.
+    pub total: Tally,
+    /// Whether an interrupt ended the cell early.
+    pub interrupted: bool,
+    /// The `throttle` of a closed cell, in requests per second.
+    pub throttle_rps: Option<f64>,
+    /// The threshold verdict, empty when the scenario has no thresholds.
+    pub verdict: String,
+}
+
+impl CellResult {
+    /// Returns requests with an outcome per second of the send window.
+    pub fn achieved_rps(&self) -> f64 {
+        let seconds = self.send_window.as_secs_f64();
+        if seconds > 0.0 {
+            self.total.requests() as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Runs one cell to its end, calling `on_interval` once a second and once at the end.
+pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'_>)) -> CellResult {
+    let open = matches!(inputs.spec.load, LoadPoint::Open { .. });
+    let workers = inputs.spec.load.workers();
+    let started_at = SystemTime::now();
+    // A short lead lets every worker start before the first request of the schedule is due.
+    let start = Instant::now() + Duration::from_millis(5);
+    let deadline = inputs.load.duration.map(|duration| start + duration.0);
+    let shared = Arc::new(CellShared {
+        request: PreparedRequest::new(Arc::clone(&inputs.variant), &inputs.endpoint),
+        endpoint: Arc::clone(&inputs.endpoint),
+        auth: inputs.auth.clone(),
+        data: inputs.data.clone(),
+        row_order: inputs.row_order,
+        seed: inputs.seed,
+        pacing: pacing(&inputs, start),
+        stop: StopRule {
+            deadline,
+            iterations: inputs.load.iterations,
+            issued: AtomicU64::new(0),
+            cancel: inputs.cancel.clone(),
+        },
+        timeout: inputs.load.timeout.0,
+        workers,
+    });
+
+    let tallies: Vec<Arc<Mutex<Tally>>> = (0..workers)
+        .map(|_| Arc::new(Mutex::new(Tally::new(open))))
+        .collect();
+    let mut tasks = JoinSet::new();
+    let ramp_up = if open {
+        Duration::ZERO
+    } else {
+        inputs.load.ramp_up.0
+    };
+    for (index, tally) in tallies.iter().enumerate() {
+        let index = index as u32;
+        let delay = ramp_up.mul_f64(f64::from(index) / f64::from(workers));
+        let shared = Arc::clone(&shared);
+        let tally = Arc::clone(tally);
+        tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(start + delay) => run_worker(shared, index, tally).await,
+                () = shared.stop.cancel.cancelled() => {}
+            }
+        });
+    }
+
+    let mut total = Tally::new(open);
+    let mut ticker =
+        tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut second = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                second += 1;
+                let interval = collect(&tallies, open);
+                total.merge(&interval);
+                on_interval(Interval { second, elapsed: start.elapsed(), at: SystemTime::now(), tally: &interval, total: &total });
+            }
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Err(error)) => tracing::error!(cell = inputs.spec.index, %error, "worker task failed"),
+                Some(Ok(())) => {}
+            },
+        }
+    }
+    let elapsed = start.elapsed();
+    let last = collect(&tallies, open);
+    total.merge(&last);
+    if last.requests() > 0 || last.dropped > 0 || second == 0 {
+        on_interval(Interval {
+            second: second + 1,
+            elapsed,
+            at: SystemTime::now(),
+            tally: &last,
+            total: &total,
+        });
+    }
+
+    let interrupted = inputs.cancel.is_cancelled();
+    let send_window = match deadline {
+        Some(deadline) if !interrupted => elapsed.min(deadline - start),
+        _ => elapsed,
+    };
+    debug_assert_eq!(total.count(Outcome::Cancelled), 0);
+    CellResult {
+        spec: inputs.spec,
+        variant: inputs.variant.name.clone(),
+        open,
+        started_at,
+        send_window,
+        elapsed,
+        total,
+        interrupted,
+        throttle_rps: if open {
+            None
+        } else {
+            inputs.load.throttle.map(|rate| rate.per_second())
+        },
+        verdict: String::new(),
+    }
+}
+
+fn pacing(inputs: &CellInputs, start: Instant) -> Pacing {
+    match inputs.spec.load {
+        LoadPoint::Closed { .. } => Pacing::Closed {
+            throttle: inputs.load.throttle.map(|rate| {
+                // GCRA with a burst of one period's count: at most N in any PERIOD window.
+                let quota = Quota::with_period(rate.interval().max(Duration::from_nanos(1)))
+                    .expect("the interval is above zero")
+                    .allow_burst(rate.count);
+                Arc::new(RateLimiter::direct(quota))
+            }),
+        },
+        LoadPoint::Open { rate, .. } => Pacing::Open {
+            start,
+            rate,
+            next: AtomicU64::new(0),
+            on_saturation: inputs.load.on_saturation,
+        },
+    }
+}
+
+/// Swaps every worker's tally for an empty one and returns their sum.
+fn collect(tallies: &[Arc<Mutex<Tally>>], open: bool) -> Tally {
+    let mut sum = Tally::new(open);
+    for tally in tallies {
+        let fresh = Tally::new(open);
+        let taken = std::mem::replace(&mut *tally.lock().expect("tally lock"), fresh);
+        sum.merge(&taken);
+    }
+    sum
+}

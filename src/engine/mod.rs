@@ -1,0 +1,301 @@
+//! Running a plan: start the target and the token provider, run the cells one after another,
+//! and keep the report files current after every cell.
+
+pub mod cell;
+pub mod pacing;
+pub mod progress;
+pub mod transport;
+pub mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthProvider, TokenSummary};
+use crate::mock::{self, MockServer};
+use crate::report::run_json::{CellRecord, RunRecord};
+use crate::report::summary::SummaryRow;
+use crate::report::timeseries::{TimeseriesRow, TimeseriesWriter};
+use crate::report::{self, rfc3339};
+use crate::scenario::{LoadPoint, Plan};
+use cell::{CellInputs, CellResult, run_cell};
+use progress::Progress;
+use transport::Endpoint;
+
+/// How to run a plan.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The report folder; `None` makes `reports/<scenario>-<UTC time>`.
+    pub out: Option<PathBuf>,
+    /// The folder that holds report folders when `out` is not given.
+    pub reports_root: PathBuf,
+    /// No progress bars.
+    pub quiet: bool,
+    /// The `--set` overrides, recorded in `run.json`.
+    pub overrides: Vec<String>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// One result per cell that ran.
+    pub results: Vec<CellResult>,
+    /// The summary rows, as written to `summary.csv`.
+    pub rows: Vec<SummaryRow>,
+    /// The report folder.
+    pub folder: PathBuf,
+    /// Whether an interrupt ended the run.
+    pub interrupted: bool,
+    /// Token request figures, for OAuth2.
+    pub token: Option<TokenSummary>,
+    /// The base URL requests went to.
+    pub target: String,
+}
+
+/// The started target: the embedded mock or a remote base URL.
+struct Target {
+    base_url: String,
+    mock: Option<MockServer>,
+}
+
+async fn start_target(plan: &Plan) -> anyhow::Result<Target> {
+    let target = &plan.scenario.target;
+    if target.url != "embedded" {
+        if target.mock.is_some() {
+            tracing::warn!("[target.mock] is ignored because target.url is not \"embedded\"");
+        }
+        return Ok(Target {
+            base_url: target.url.trim_end_matches('/').to_string(),
+            mock: None,
+        });
+    }
+    let mut config = target.mock.clone().unwrap_or_default();
+    // The embedded mock always takes a free loopback port, so runs never collide.
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = mock::spawn(config)
+        .await
+        .context("starting the embedded mock")?;
+    tracing::info!(url = %server.base_url(), "embedded mock started");
+    Ok(Target {
+        base_url: server.base_url(),
+        mock: Some(server),
+    })
+}
+
+/// Runs every cell of `plan` and writes the reports; `cancel` ends the run early.
+pub async fn run(
+    plan: &Plan,
+    options: &RunOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunOutput> {
+    crate::init_crypto();
+    let started = SystemTime::now();
+    let target = start_target(plan).await?;
+    let insecure = plan.scenario.target.insecure;
+    if insecure {
+        tracing::warn!("target.insecure is on: TLS certificates are not checked");
+        eprintln!("warning: target.insecure is on, so TLS certificates are not checked");
+    }
+    let endpoint =
+        Arc::new(Endpoint::from_url(&target.base_url, insecure).map_err(anyhow::Error::msg)?);
+    let auth = AuthProvider::start(&plan.scenario.auth, &target.base_url).await?;
+
+    let folder = report::create_folder(
+        options.out.as_deref(),
+        &options.reports_root,
+        &plan.scenario.name,
+    )
+    .with_context(|| "creating the report folder".to_string())?;
+    let mut timeseries = TimeseriesWriter::create(&folder.join("timeseries.csv"))
+        .with_context(|| format!("creating {}", folder.join("timeseries.csv").display()))?;
+    let mut progress = Progress::new(options.quiet);
+    let mut results: Vec<CellResult> = Vec::new();
+    let load = &plan.scenario.load;
+
+    for spec in &plan.cells {
+        if cancel.is_cancelled() {
+            break;
+        }
+        if !results.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep(load.pause.0) => {}
+                () = cancel.cancelled() => break,
+            }
+        }
+        let variant = Arc::new(plan.variants[spec.variant].clone());
+        let label = cell_label(spec.index, plan.cells.len(), &variant.name, &spec.load);
+        tracing::info!(cell = spec.index, variant = %variant.name, "cell started");
+        progress.start_cell(
+            label,
+            load.duration.map(|duration| duration.0),
+            load.iterations,
+        );
+        let by_requests = load.duration.is_none();
+        let mut write_error = None;
+        let result = run_cell(
+            CellInputs {
+                spec: spec.clone(),
+                variant: Arc::clone(&variant),
+                load: load.clone(),
+                endpoint: Arc::clone(&endpoint),
+                auth: auth.header(),
+                data: plan.data.clone(),
+                row_order: plan.row_order,
+                seed: plan.seed,
+                cancel: cancel.clone(),
+            },
+            &mut |interval| {
+                progress.update(&interval, by_requests);
+                if let Err(error) =
+                    timeseries.write(&TimeseriesRow::new(spec.index, &variant.name, &interval))
+                {
+                    write_error.get_or_insert(error);
+                }
+            },
+        )
+        .await;
+        progress.finish_cell();
+        if let Some(error) = write_error {
+            tracing::error!(%error, "writing timeseries.csv failed");
+        }
+        tracing::info!(
+            cell = spec.index,
+            requests = result.total.requests(),
+            "cell finished"
+        );
+        results.push(result);
+        write_tables(&folder, &results)?;
+    }
+
+    let interrupted = cancel.is_cancelled();
+    let token = auth.token_stats().map(|stats| stats.summary());
+    let rows: Vec<SummaryRow> = results.iter().map(report::summary::row).collect();
+    let output = RunOutput {
+        results,
+        rows,
+        folder,
+        interrupted,
+        token,
+        target: target.base_url.clone(),
+    };
+    write_tables(&output.folder, &output.results)?;
+    write_run_json(plan, options, &output, started)?;
+    drop(auth);
+    if let Some(server) = target.mock {
+        server.shutdown().await;
+    }
+    Ok(output)
+}
+
+fn cell_label(index: usize, count: usize, variant: &str, load: &LoadPoint) -> String {
+    let load = match load {
+        LoadPoint::Closed { concurrency } => format!("c={concurrency}"),
+        LoadPoint::Open { rate, .. } => format!("{rate} req/s"),
+    };
+    format!("cell {index}/{count} {variant} {load}")
+}
+
+fn write_tables(folder: &Path, results: &[CellResult]) -> anyhow::Result<()> {
+    let summary = report::summary::to_csv(results).context("rendering summary.csv")?;
+    report::write_atomically(&folder.join("summary.csv"), &summary)
+        .context("writing summary.csv")?;
+    let errors = report::errors::to_csv(results).context("rendering errors.csv")?;
+    report::write_atomically(&folder.join("errors.csv"), &errors).context("writing errors.csv")?;
+    Ok(())
+}
+
+/// The exit code a run ends with: 130 when interrupted, 99 when a threshold failed, else 0.
+pub fn exit_code(output: &RunOutput) -> u8 {
+    if output.interrupted {
+        130
+    } else if output
+        .rows
+        .iter()
+        .any(|row| row.verdict.starts_with("fail"))
+    {
+        99
+    } else {
+        0
+    }
+}
+
+fn write_run_json(
+    plan: &Plan,
+    options: &RunOptions,
+    output: &RunOutput,
+    started: SystemTime,
+) -> anyhow::Result<()> {
+    let cells = output
+        .rows
+        .iter()
+        .map(|row| CellRecord {
+            cell: row.cell,
+            variant: row.variant.clone(),
+            model: row.model,
+            concurrency: row.concurrency,
+            target_rps: row.target_rps,
+            requests: row.requests,
+            verdict: row
+                .verdict
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            failed_thresholds: row
+                .verdict
+                .split_once(':')
+                .map(|(_, failed)| {
+                    failed
+                        .split(';')
+                        .map(|item| item.trim().to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            interrupted: row.interrupted,
+        })
+        .collect();
+    let target = if plan.scenario.target.url == "embedded" {
+        format!("embedded ({})", output.target)
+    } else {
+        output.target.clone()
+    };
+    let record = RunRecord {
+        volley_version: env!("CARGO_PKG_VERSION"),
+        scenario_name: plan.scenario.name.clone(),
+        scenario_file: plan.path.display().to_string(),
+        overrides: redacted_overrides(&options.overrides, &plan.scenario.auth),
+        scenario: report::run_json::redacted_scenario(&plan.scenario),
+        host: report::run_json::host_name(),
+        target,
+        started: rfc3339(started),
+        finished: rfc3339(SystemTime::now()),
+        interrupted: output.interrupted,
+        exit_code: exit_code(output),
+        token_requests: output.token.clone(),
+        cells,
+    };
+    let bytes = serde_json::to_vec_pretty(&record).context("rendering run.json")?;
+    report::write_atomically(&output.folder.join("run.json"), &bytes).context("writing run.json")
+}
+
+/// Hides the value of an override that sets a credential or contains a secret.
+fn redacted_overrides(overrides: &[String], auth: &crate::scenario::Auth) -> Vec<String> {
+    let secrets = report::run_json::secrets(auth);
+    overrides
+        .iter()
+        .map(|item| {
+            let (key, value) = item.split_once('=').unwrap_or((item, ""));
+            let secret = report::run_json::looks_secret(key.rsplit('.').next().unwrap_or(key))
+                || key.ends_with(".value")
+                || secrets.iter().any(|secret| value.contains(secret.as_str()));
+            if secret {
+                format!("{key}={}", report::run_json::REDACTED)
+            } else {
+                item.clone()
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,285 @@
+//! When a worker sends its next request: the pacing and stopping strategies of the one worker
+//! loop.
+//!
+//! - Closed model: a worker sends as soon as its previous request finished, optionally
+//!   waiting on a governor (GCRA) limiter that all workers share to cap the total rate.
+//! - Open model: request `i` is due at `start + i / rate`, whatever happened to earlier
+//!   requests, so the schedule never drifts. Workers claim the next index from a shared
+//!   counter. With `queue`, a request claimed after its due time is sent late and its latency
+//!   counts from the due time (the coordinated-omission correction that wrk2 applies). With
+//!   `drop`, a request whose due time passed before any worker was free to claim it is
+//!   skipped and counted as dropped, as k6's arrival-rate executors do: an idle worker
+//!   always holds the next index before it falls due, so a late claim means every worker
+//!   was busy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::DefaultDirectRateLimiter;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::scenario::OnSaturation;
+
+/// When a cell stops sending.
+pub struct StopRule {
+    /// No request is sent at or after this time.
+    pub deadline: Option<Instant>,
+    /// No more than this many requests are sent.
+    pub iterations: Option<u64>,
+    /// Requests claimed so far, when `iterations` is set (closed model).
+    pub issued: AtomicU64,
+    /// Cancelled on interrupt.
+    pub cancel: CancellationToken,
+}
+
+impl StopRule {
+    fn past_deadline(&self, time: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| time >= deadline)
+    }
+}
+
+/// The pacing strategy of a cell.
+pub enum Pacing {
+    /// Back to back, optionally capped by a shared limiter.
+    Closed {
+        /// The shared `throttle` limiter.
+        throttle: Option<Arc<DefaultDirectRateLimiter>>,
+    },
+    /// A fixed arrival schedule.
+    Open {
+        /// The time request 0 is due.
+        start: Instant,
+        /// Requests per second.
+        rate: f64,
+        /// The next request index to claim.
+        next: AtomicU64,
+        /// What to do with requests that fall due while every worker is busy.
+        on_saturation: OnSaturation,
+    },
+}
+
+/// Permission to send one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    /// When the request was due; latency counts from here.
+    pub due: Instant,
+    /// The request's sequence number within the cell.
+    pub seq: u64,
+}
+
+/// A worker's own pacing state.
+pub struct WorkerPace {
+    /// The worker's index.
+    pub index: u32,
+    /// The number of workers in the cell.
+    pub workers: u32,
+    /// Requests this worker has sent.
+    pub sent: u64,
+}
+
+impl Pacing {
+    /// Waits until the worker may send, or returns `None` when the cell is over. Requests
+    /// skipped on the way (open model with `drop`) are added to `dropped`.
+    pub async fn next(
+        &self,
+        pace: &mut WorkerPace,
+        stop: &StopRule,
+        dropped: &mut u64,
+    ) -> Option<Ticket> {
+        match self {
+            Pacing::Closed { throttle } => next_closed(throttle.as_deref(), pace, stop).await,
+            Pacing::Open {
+                start,
+                rate,
+                next,
+                on_saturation,
+            } => next_open(*start, *rate, next, *on_saturation, stop, dropped).await,
+        }
+    }
+}
+
+async fn next_closed(
+    throttle: Option<&DefaultDirectRateLimiter>,
+    pace: &mut WorkerPace,
+    stop: &StopRule,
+) -> Option<Ticket> {
+    if stop.cancel.is_cancelled() || stop.past_deadline(Instant::now()) {
+        return None;
+    }
+    if let Some(limiter) = throttle {
+        let deadline = stop
+            .deadline
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        tokio::select! {
+            () = limiter.until_ready() => {}
+            () = tokio::time::sleep_until(deadline) => return None,
+            () = stop.cancel.cancelled() => return None,
+        }
+    }
+    if let Some(limit) = stop.iterations {
+        if stop.issued.fetch_add(1, Ordering::Relaxed) >= limit {
+            return None;
+        }
+    }
+    let seq = pace.sent * u64::from(pace.workers) + u64::from(pace.index);
+    pace.sent += 1;
+    Some(Ticket {
+        due: Instant::now(),
+        seq,
+    })
+}
+
+async fn next_open(
+    start: Instant,
+    rate: f64,
+    next: &AtomicU64,
+    on_saturation: OnSaturation,
+    stop: &StopRule,
+    dropped: &mut u64,
+) -> Option<Ticket> {
+    loop {
+        if stop.cancel.is_cancelled() {
+            return None;
+        }
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        if stop.iterations.is_some_and(|limit| index >= limit) {
+            return None;
+        }
+        let due = start + Duration::from_secs_f64(index as f64 / rate);
+        if stop.past_deadline(due) {
+            return None;
+        }
+        if on_saturation == OnSaturation::Drop && Instant::now() > due {
+            *dropped += 1;
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {}
+            () = stop.cancel.cancelled() => return None,
+        }
+        return Some(Ticket { due, seq: index });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop(deadline: Option<Instant>, iterations: Option<u64>) -> StopRule {
+        StopRule {
+            deadline,
+            iterations,
+            issued: AtomicU64::new(0),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn open(start: Instant, rate: f64, on_saturation: OnSaturation) -> Pacing {
+        Pacing::Open {
+            start,
+            rate,
+            next: AtomicU64::new(0),
+            on_saturation,
+        }
+    }
+
+    fn pace() -> WorkerPace {
+        WorkerPace {
+            index: 1,
+            workers: 4,
+            sent: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_schedule_never_drifts() {
+        let start = Instant::now();
+        let pacing = open(start, 100.0, OnSaturation::Queue);
+        let stop = stop(Some(start + Duration::from_secs(1)), None);
+        let mut dropped = 0;
+        let mut dues = Vec::new();
+        while let Some(ticket) = pacing.next(&mut pace(), &stop, &mut dropped).await {
+            dues.push(ticket.due - start);
+        }
+        assert_eq!(dues.len(), 100);
+        assert_eq!(dues[1], Duration::from_millis(10));
+        assert_eq!(dues[99], Duration::from_millis(990));
+        assert_eq!(dropped, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_sends_late_requests_with_their_due_time() {
+        let start = Instant::now();
+        let pacing = open(start, 100.0, OnSaturation::Queue);
+        let stop = stop(None, Some(10));
+        tokio::time::advance(Duration::from_millis(55)).await;
+        let mut dropped = 0;
+        let ticket = pacing.next(&mut pace(), &stop, &mut dropped).await.unwrap();
+        assert_eq!(ticket.due, start);
+        assert_eq!(ticket.seq, 0);
+        assert_eq!(dropped, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_skips_requests_already_due() {
+        let start = Instant::now();
+        let pacing = open(start, 100.0, OnSaturation::Drop);
+        let stop = stop(None, Some(100));
+        tokio::time::advance(Duration::from_millis(55)).await;
+        let mut dropped = 0;
+        let ticket = pacing.next(&mut pace(), &stop, &mut dropped).await.unwrap();
+        assert_eq!(ticket.seq, 6);
+        assert_eq!(dropped, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn iterations_bound_both_models() {
+        let stop_open = stop(None, Some(3));
+        let pacing = open(Instant::now(), 1000.0, OnSaturation::Queue);
+        let mut dropped = 0;
+        let mut count = 0;
+        while pacing
+            .next(&mut pace(), &stop_open, &mut dropped)
+            .await
+            .is_some()
+        {
+            count += 1;
+        }
+        assert_eq!(count, 3);
+
+        let stop_closed = stop(None, Some(5));
+        let closed = Pacing::Closed { throttle: None };
+        let mut worker = pace();
+        let mut seqs = Vec::new();
+        while let Some(ticket) = closed.next(&mut worker, &stop_closed, &mut dropped).await {
+            seqs.push(ticket.seq);
+        }
+        assert_eq!(seqs, [1, 5, 9, 13, 17]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_stops_a_waiting_worker() {
+        let pacing = open(
+            Instant::now() + Duration::from_secs(60),
+            1.0,
+            OnSaturation::Queue,
+        );
+        let stop = Arc::new(stop(None, None));
+        let cancel = stop.cancel.clone();
+        let waiter = {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut dropped = 0;
+                pacing
+                    .next(&mut pace(), &stop, &mut dropped)
+                    .await
+                    .is_none()
+            })
+        };
+        tokio::time::advance(Duration::from_secs(1)).await;
+        cancel.cancel();
+        assert!(waiter.await.unwrap());
+    }
+}

@@ -1,0 +1,249 @@
+//! `summary.csv`: one row per cell.
+
+use serde::Serialize;
+
+use super::round3;
+use crate::engine::cell::CellResult;
+use crate::metrics::{Outcome, Tally};
+use crate::scenario::LoadPoint;
+
+/// One row of `summary.csv`. The first columns are fixed; later ones may be added at the end.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SummaryRow {
+    /// The cell's number, from 1.
+    pub cell: usize,
+    /// The variant's name.
+    pub variant: String,
+    /// `closed` or `open`.
+    pub model: &'static str,
+    /// Workers (closed) or the most requests in flight (open).
+    pub concurrency: u32,
+    /// The open model's rate, or the closed model's throttle; empty without either.
+    pub target_rps: Option<f64>,
+    /// Requests with an outcome per second of the send window.
+    pub achieved_rps: f64,
+    /// The send window in seconds.
+    pub duration_s: f64,
+    /// Requests with an outcome: the sum of the outcome columns.
+    pub requests: u64,
+    /// 2xx answers.
+    pub ok: u64,
+    /// 403 answers.
+    pub forbidden: u64,
+    /// 429 answers.
+    pub throttled: u64,
+    /// Other 4xx answers.
+    pub client_error: u64,
+    /// 5xx answers.
+    pub server_error: u64,
+    /// Requests without a complete answer within the timeout.
+    pub timeout: u64,
+    /// Refused, reset or closed connections.
+    pub connect_error: u64,
+    /// Anything else.
+    pub other_error: u64,
+    /// Open model: requests skipped because every slot was busy (not in `requests`).
+    pub dropped: u64,
+    /// Share of requests answered 403, from 0 to 1.
+    pub rate_403: f64,
+    /// Share of requests answered 429, from 0 to 1.
+    pub rate_429: f64,
+    /// Mean request body size in bytes.
+    pub req_bytes_mean: f64,
+    /// Median latency in ms (open model: from the due time).
+    pub p50_ms: f64,
+    /// 90th percentile latency in ms.
+    pub p90_ms: f64,
+    /// 95th percentile latency in ms.
+    pub p95_ms: f64,
+    /// 99th percentile latency in ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile latency in ms.
+    pub p999_ms: f64,
+    /// Highest latency in ms.
+    pub max_ms: f64,
+    /// Mean latency in ms.
+    pub mean_ms: f64,
+    /// Open model: median latency from the actual send.
+    pub p50_uncorrected_ms: Option<f64>,
+    /// Open model: 90th percentile from the actual send.
+    pub p90_uncorrected_ms: Option<f64>,
+    /// Open model: 95th percentile from the actual send.
+    pub p95_uncorrected_ms: Option<f64>,
+    /// Open model: 99th percentile from the actual send.
+    pub p99_uncorrected_ms: Option<f64>,
+    /// Open model: 99.9th percentile from the actual send.
+    pub p999_uncorrected_ms: Option<f64>,
+    /// Open model: highest latency from the actual send.
+    pub max_uncorrected_ms: Option<f64>,
+    /// Open model: mean latency from the actual send.
+    pub mean_uncorrected_ms: Option<f64>,
+    /// Requests still in flight when an interrupt's grace period ran out.
+    pub cancelled: u64,
+    /// Mean response body size in bytes.
+    pub resp_bytes_mean: f64,
+    /// Open model: the largest delay of a send behind its due time, in ms.
+    pub max_lag_ms: Option<f64>,
+    /// Whether an interrupt cut the cell short.
+    pub interrupted: bool,
+    /// `pass`, `fail: ` with the failed thresholds, or empty without thresholds.
+    pub verdict: String,
+}
+
+/// Latency figures of one histogram, in ms.
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p95: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    mean: f64,
+}
+
+fn percentiles(histogram: &hdrhistogram::Histogram<u64>) -> Percentiles {
+    let at = |quantile| round3(Tally::quantile_ms(histogram, quantile));
+    let (max, mean) = if histogram.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (histogram.max() as f64 / 1000.0, histogram.mean() / 1000.0)
+    };
+    Percentiles {
+        p50: at(0.5),
+        p90: at(0.9),
+        p95: at(0.95),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: round3(max),
+        mean: round3(mean),
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Builds the summary row of one cell.
+pub fn row(result: &CellResult) -> SummaryRow {
+    let total = &result.total;
+    let requests = total.requests();
+    let (model, concurrency, target_rps) = match result.spec.load {
+        LoadPoint::Closed { concurrency } => ("closed", concurrency, result.throttle_rps),
+        LoadPoint::Open {
+            rate,
+            max_in_flight,
+        } => ("open", max_in_flight, Some(rate)),
+    };
+    let corrected = percentiles(&total.latency);
+    let uncorrected = total.uncorrected.as_ref().map(percentiles);
+    let pick = |get: fn(&Percentiles) -> f64| uncorrected.as_ref().map(get);
+    SummaryRow {
+        cell: result.spec.index,
+        variant: result.variant.clone(),
+        model,
+        concurrency,
+        target_rps: target_rps.map(round3),
+        achieved_rps: round3(result.achieved_rps()),
+        duration_s: round3(result.send_window.as_secs_f64()),
+        requests,
+        ok: total.count(Outcome::Ok),
+        forbidden: total.count(Outcome::Forbidden),
+        throttled: total.count(Outcome::Throttled),
+        client_error: total.count(Outcome::ClientError),
+        server_error: total.count(Outcome::ServerError),
+        timeout: total.count(Outcome::Timeout),
+        connect_error: total.count(Outcome::ConnectError),
+        other_error: total.count(Outcome::OtherError),
+        dropped: total.dropped,
+        rate_403: round_share(share(total.count(Outcome::Forbidden), requests)),
+        rate_429: round_share(share(total.count(Outcome::Throttled), requests)),
+        req_bytes_mean: round3(share(total.request_bytes, requests)),
+        p50_ms: corrected.p50,
+        p90_ms: corrected.p90,
+        p95_ms: corrected.p95,
+        p99_ms: corrected.p99,
+        p999_ms: corrected.p999,
+        max_ms: corrected.max,
+        mean_ms: corrected.mean,
+        p50_uncorrected_ms: pick(|p| p.p50),
+        p90_uncorrected_ms: pick(|p| p.p90),
+        p95_uncorrected_ms: pick(|p| p.p95),
+        p99_uncorrected_ms: pick(|p| p.p99),
+        p999_uncorrected_ms: pick(|p| p.p999),
+        max_uncorrected_ms: pick(|p| p.max),
+        mean_uncorrected_ms: pick(|p| p.mean),
+        cancelled: total.count(Outcome::Cancelled),
+        resp_bytes_mean: round3(share(total.response_bytes, requests)),
+        max_lag_ms: result
+            .open
+            .then(|| round3(total.max_lag_us as f64 / 1000.0)),
+        interrupted: result.interrupted,
+        verdict: result.verdict.clone(),
+    }
+}
+
+/// Shares keep six decimals, so a rate of one in a hundred thousand still shows.
+fn round_share(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
+}
+
+/// The columns of `summary.csv`, in order.
+pub const COLUMNS: [&str; 39] = [
+    "cell",
+    "variant",
+    "model",
+    "concurrency",
+    "target_rps",
+    "achieved_rps",
+    "duration_s",
+    "requests",
+    "ok",
+    "forbidden",
+    "throttled",
+    "client_error",
+    "server_error",
+    "timeout",
+    "connect_error",
+    "other_error",
+    "dropped",
+    "rate_403",
+    "rate_429",
+    "req_bytes_mean",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "mean_ms",
+    "p50_uncorrected_ms",
+    "p90_uncorrected_ms",
+    "p95_uncorrected_ms",
+    "p99_uncorrected_ms",
+    "p999_uncorrected_ms",
+    "max_uncorrected_ms",
+    "mean_uncorrected_ms",
+    "cancelled",
+    "resp_bytes_mean",
+    "max_lag_ms",
+    "interrupted",
+    "verdict",
+];
+
+/// Renders `summary.csv`; with no results it holds the header alone.
+pub fn to_csv(results: &[CellResult]) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    writer.write_record(COLUMNS)?;
+    for result in results {
+        writer.serialize(row(result))?;
+    }
+    writer
+        .into_inner()
+        .map_err(|error| error.into_error().into())
+}
