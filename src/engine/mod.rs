@@ -53,6 +53,8 @@ pub struct RunOutput {
     pub token: Option<TokenSummary>,
     /// The base URL requests went to.
     pub target: String,
+    /// With the embedded mock: its own counts at the end of the run.
+    pub mock_stats: Option<crate::mock::StatsSnapshot>,
 }
 
 /// The started target: the embedded mock or a remote base URL.
@@ -180,6 +182,7 @@ pub async fn run(
         interrupted,
         token,
         target: target.base_url.clone(),
+        mock_stats: target.mock.as_ref().map(MockServer::stats),
     };
     write_tables(&output.folder, &output.results)?;
     write_run_json(plan, options, &output, started)?;
@@ -276,6 +279,7 @@ fn write_run_json(
         exit_code: exit_code(output),
         token_requests: output.token.clone(),
         cells,
+        mock_stats: output.mock_stats.clone(),
     };
     let bytes = serde_json::to_vec_pretty(&record).context("rendering run.json")?;
     report::write_atomically(&output.folder.join("run.json"), &bytes).context("writing run.json")

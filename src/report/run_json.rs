@@ -38,6 +38,8 @@ pub struct RunRecord {
     pub token_requests: Option<TokenSummary>,
     /// One entry per cell that ran.
     pub cells: Vec<CellRecord>,
+    /// With `url = "embedded"`: what the mock itself counted, to compare with `summary.csv`.
+    pub mock_stats: Option<crate::mock::StatsSnapshot>,
 }
 
 /// A cell's entry in `run.json`.
