@@ -81,6 +81,7 @@ pub async fn run(args: RunArgs) -> u8 {
             token.requests, token.failures, token.p50_ms, token.max_ms
         );
     }
+    warn_unreached_rates(&output.rows);
     println!("report: {}", output.folder.display());
     if output
         .results
@@ -131,6 +132,27 @@ pub async fn mock(config: MockConfig) -> u8 {
         Err(error) => {
             eprintln!("error: {error:#}");
             EXIT_FAILURE
+        }
+    }
+}
+
+/// Names each open cell whose target rate was not met, so an unreachable rate is not hidden
+/// in large corrected latencies.
+fn warn_unreached_rates(rows: &[report::summary::SummaryRow]) {
+    for row in rows.iter().filter(|row| row.model == "open" && !row.interrupted) {
+        let Some(target) = row.target_rps else {
+            continue;
+        };
+        if row.dropped > 0 || row.achieved_rps < target * 0.99 {
+            eprintln!(
+                "warning: cell {} reached {:.1} of {target} req/s ({} dropped, sends up to {:.1}ms behind schedule); \
+                 raise load.max_in_flight (now {}) or lower the rate",
+                row.cell,
+                row.achieved_rps,
+                row.dropped,
+                row.max_lag_ms.unwrap_or(0.0),
+                row.concurrency
+            );
         }
     }
 }

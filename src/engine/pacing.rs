@@ -118,10 +118,10 @@ async fn next_closed(
             () = stop.cancel.cancelled() => return None,
         }
     }
-    if let Some(limit) = stop.iterations {
-        if stop.issued.fetch_add(1, Ordering::Relaxed) >= limit {
-            return None;
-        }
+    if let Some(limit) = stop.iterations
+        && stop.issued.fetch_add(1, Ordering::Relaxed) >= limit
+    {
+        return None;
     }
     let seq = pace.sent * u64::from(pace.workers) + u64::from(pace.index);
     pace.sent += 1;

@@ -147,6 +147,7 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, tally: Arc<Mutex<Ta
 
         let mut tally = tally.lock().expect("tally lock");
         tally.request_bytes += body_len;
+        tally.last_sent = tally.last_sent.max(Some(sent_at));
         tally.max_lag_us = tally.max_lag_us.max(micros(sent_at - ticket.due));
         let outcome = match result {
             Ok(response) => {

@@ -71,6 +71,8 @@ pub struct Tally {
     pub errors: Vec<ErrorSample>,
     /// Error responses whose kind did not fit in `errors`.
     pub errors_unsampled: u64,
+    /// When the latest request was sent.
+    pub last_sent: Option<tokio::time::Instant>,
 }
 
 impl Tally {
@@ -86,6 +88,7 @@ impl Tally {
             max_lag_us: 0,
             errors: Vec::new(),
             errors_unsampled: 0,
+            last_sent: None,
         }
     }
 
@@ -156,6 +159,7 @@ impl Tally {
         self.dropped += other.dropped;
         self.max_lag_us = self.max_lag_us.max(other.max_lag_us);
         self.errors_unsampled += other.errors_unsampled;
+        self.last_sent = self.last_sent.max(other.last_sent);
         for sample in &other.errors {
             self.merge_error(sample);
         }
