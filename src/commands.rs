@@ -139,7 +139,10 @@ pub async fn mock(config: MockConfig) -> u8 {
 /// Names each open cell whose target rate was not met, so an unreachable rate is not hidden
 /// in large corrected latencies.
 fn warn_unreached_rates(rows: &[report::summary::SummaryRow]) {
-    for row in rows.iter().filter(|row| row.model == "open" && !row.interrupted) {
+    for row in rows
+        .iter()
+        .filter(|row| row.model == "open" && !row.interrupted)
+    {
         let Some(target) = row.target_rps else {
             continue;
         };

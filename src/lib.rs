@@ -13,6 +13,7 @@ pub mod mock;
 pub mod report;
 pub mod scenario;
 pub mod template;
+pub mod thresholds;
 pub mod units;
 
 /// Installs the process-wide TLS crypto provider (ring) once; later calls do nothing.

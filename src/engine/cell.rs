@@ -175,7 +175,9 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
     let interrupted = inputs.cancel.is_cancelled();
     // A saturated open cell keeps sending late requests after the deadline, so the window
     // runs to the last send and the achieved rate falls below the target.
-    let last_send = total.last_sent.map_or(Duration::ZERO, |sent| sent.saturating_duration_since(start));
+    let last_send = total
+        .last_sent
+        .map_or(Duration::ZERO, |sent| sent.saturating_duration_since(start));
     let send_window = match deadline {
         Some(deadline) if !interrupted => last_send.max(deadline - start).min(elapsed),
         _ => elapsed,

@@ -21,6 +21,7 @@ use crate::report::summary::SummaryRow;
 use crate::report::timeseries::{TimeseriesRow, TimeseriesWriter};
 use crate::report::{self, rfc3339};
 use crate::scenario::{LoadPoint, Plan};
+use crate::thresholds;
 use cell::{CellInputs, CellResult, run_cell};
 use progress::Progress;
 use transport::Endpoint;
@@ -49,6 +50,8 @@ pub struct RunOutput {
     pub folder: PathBuf,
     /// Whether an interrupt ended the run.
     pub interrupted: bool,
+    /// Whether a failed `abort_on_fail` threshold ended the run.
+    pub aborted: bool,
     /// Token request figures, for OAuth2.
     pub token: Option<TokenSummary>,
     /// The base URL requests went to.
@@ -115,6 +118,7 @@ pub async fn run(
         .with_context(|| format!("creating {}", folder.join("timeseries.csv").display()))?;
     let mut progress = Progress::new(options.quiet);
     let mut results: Vec<CellResult> = Vec::new();
+    let mut aborted = false;
     let load = &plan.scenario.load;
 
     for spec in &plan.cells {
@@ -168,8 +172,19 @@ pub async fn run(
             requests = result.total.requests(),
             "cell finished"
         );
+        let mut result = result;
+        let verdict = thresholds::verdict(&variant.thresholds, &report::summary::row(&result));
+        result.verdict = verdict.text;
         results.push(result);
         write_tables(&folder, &results)?;
+        if verdict.abort {
+            eprintln!(
+                "cell {} failed a threshold with abort_on_fail; skipping the remaining cells",
+                spec.index
+            );
+            aborted = true;
+            break;
+        }
     }
 
     let interrupted = cancel.is_cancelled();
@@ -180,6 +195,7 @@ pub async fn run(
         rows,
         folder,
         interrupted,
+        aborted,
         token,
         target: target.base_url.clone(),
         mock_stats: target.mock.as_ref().map(MockServer::stats),
@@ -276,6 +292,7 @@ fn write_run_json(
         started: rfc3339(started),
         finished: rfc3339(SystemTime::now()),
         interrupted: output.interrupted,
+        aborted: output.aborted,
         exit_code: exit_code(output),
         token_requests: output.token.clone(),
         cells,

@@ -32,6 +32,8 @@ pub struct RunRecord {
     pub finished: String,
     /// Whether an interrupt ended the run early.
     pub interrupted: bool,
+    /// Whether a failed `abort_on_fail` threshold skipped the remaining cells.
+    pub aborted: bool,
     /// The process exit code the run ends with.
     pub exit_code: u8,
     /// Token request figures, kept apart from the action's.

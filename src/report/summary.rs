@@ -90,6 +90,54 @@ pub struct SummaryRow {
     pub verdict: String,
 }
 
+impl SummaryRow {
+    /// Creates a row of zeros, for tests of code that reads rows.
+    #[cfg(test)]
+    pub fn blank() -> SummaryRow {
+        SummaryRow {
+            cell: 1,
+            variant: String::new(),
+            model: "closed",
+            concurrency: 1,
+            target_rps: None,
+            achieved_rps: 0.0,
+            duration_s: 0.0,
+            requests: 0,
+            ok: 0,
+            forbidden: 0,
+            throttled: 0,
+            client_error: 0,
+            server_error: 0,
+            timeout: 0,
+            connect_error: 0,
+            other_error: 0,
+            dropped: 0,
+            rate_403: 0.0,
+            rate_429: 0.0,
+            req_bytes_mean: 0.0,
+            p50_ms: 0.0,
+            p90_ms: 0.0,
+            p95_ms: 0.0,
+            p99_ms: 0.0,
+            p999_ms: 0.0,
+            max_ms: 0.0,
+            mean_ms: 0.0,
+            p50_uncorrected_ms: None,
+            p90_uncorrected_ms: None,
+            p95_uncorrected_ms: None,
+            p99_uncorrected_ms: None,
+            p999_uncorrected_ms: None,
+            max_uncorrected_ms: None,
+            mean_uncorrected_ms: None,
+            cancelled: 0,
+            resp_bytes_mean: 0.0,
+            max_lag_ms: None,
+            interrupted: false,
+            verdict: String::new(),
+        }
+    }
+}
+
 /// Latency figures of one histogram, in ms.
 struct Percentiles {
     p50: f64,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::RowOrder;
 use crate::mock::MockConfig;
+use crate::thresholds::ThresholdSpec;
 use crate::units::{Rate, TextDuration};
 
 /// A whole scenario file.
@@ -32,9 +33,9 @@ pub struct Scenario {
     pub variants: Vec<Variant>,
     /// The load to apply.
     pub load: Load,
-    /// Pass criteria, kept for the verdict step: metric name to `"OP VALUE"`.
+    /// Pass criteria for every cell: metric name to `"OP VALUE"`.
     #[serde(default)]
-    pub thresholds: BTreeMap<String, String>,
+    pub thresholds: BTreeMap<String, ThresholdSpec>,
 }
 
 /// The `[target]` table.
@@ -131,6 +132,9 @@ pub struct Variant {
     pub headers: BTreeMap<String, String>,
     /// Replaces the base path.
     pub path: Option<String>,
+    /// Thresholds of this variant; they replace the scenario's for the same metric.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, ThresholdSpec>,
 }
 
 /// The two load models.

@@ -10,6 +10,7 @@ use http::header::{HeaderName, HeaderValue};
 use super::{LoadedScenario, Model, Scenario, ScenarioError, Variant, location};
 use crate::data::{DataSet, RowOrder};
 use crate::template::Template;
+use crate::thresholds::{self, Threshold};
 
 /// The default `max_in_flight` of the open model.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
@@ -30,6 +31,8 @@ pub struct CompiledVariant {
     pub headers: Vec<(HeaderName, Template)>,
     /// The body.
     pub body: Template,
+    /// The thresholds that decide this variant's verdicts.
+    pub thresholds: Vec<Threshold>,
 }
 
 /// The load applied in one cell.
@@ -97,9 +100,9 @@ impl Plan {
         check_target(scenario, &mut problems);
         let data = load_data(scenario, &loaded.path, &mut problems);
         let columns = data.as_ref().map(DataSet::columns);
-        let variants = compile_variants(scenario, columns, &mut problems);
+        let mut variants = compile_variants(scenario, columns, &mut problems);
+        check_thresholds(scenario, &mut variants, &mut problems);
         let cells = plan_cells(scenario, variants.len(), &mut problems);
-        check_thresholds(scenario, &mut problems);
         problems.finish()?;
         Ok(Plan {
             scenario: scenario.clone(),
@@ -230,6 +233,7 @@ fn compile_variants(
             body: None,
             headers: Default::default(),
             path: None,
+            thresholds: Default::default(),
         };
         return vec![compile_variant(
             scenario, &default, "request", &method, columns, problems,
@@ -316,6 +320,7 @@ fn compile_variant(
         path,
         headers,
         body,
+        thresholds: Vec::new(),
     }
 }
 
@@ -442,12 +447,27 @@ fn open_points(scenario: &Scenario, problems: &mut Problems<'_>) -> Vec<LoadPoin
         .collect()
 }
 
-fn check_thresholds(scenario: &Scenario, problems: &mut Problems<'_>) {
-    if !scenario.thresholds.is_empty() {
-        // NOTE: verdicts are not evaluated yet, so a threshold would be silently ignored.
-        problems.add(
-            "thresholds",
-            "thresholds are not supported by this version yet; remove the table".into(),
-        );
+fn check_thresholds(
+    scenario: &Scenario,
+    variants: &mut [CompiledVariant],
+    problems: &mut Problems<'_>,
+) {
+    let shared = thresholds::parse_table(&scenario.thresholds).unwrap_or_else(|failed| {
+        for (metric, message) in failed {
+            problems.add(&format!("thresholds.{metric}"), message);
+        }
+        Vec::new()
+    });
+    for (index, variant) in variants.iter_mut().enumerate() {
+        let own = match scenario.variants.get(index) {
+            Some(spec) => thresholds::parse_table(&spec.thresholds).unwrap_or_else(|failed| {
+                for (metric, message) in failed {
+                    problems.add(&format!("variant.{index}.thresholds.{metric}"), message);
+                }
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        variant.thresholds = thresholds::effective(&shared, &own);
     }
 }
