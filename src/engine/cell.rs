@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::pacing::{Pacing, StopRule};
 use super::transport::Endpoint;
-use super::worker::{CellShared, PreparedRequest, run_worker};
+use super::worker::{CellShared, PreparedRequest, RetryPolicy, run_worker};
 use crate::data::{DataSet, RowOrder};
 use crate::metrics::{Outcome, Tally};
-use crate::scenario::{CellSpec, CompiledVariant, Load, LoadPoint};
+use crate::scenario::{CellSpec, CompiledVariant, Load, LoadPoint, On429};
 
 /// What a cell needs besides its spec.
 pub struct CellInputs {
@@ -115,6 +115,11 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
         },
         timeout: inputs.load.timeout.0,
         workers,
+        retry: RetryPolicy {
+            enabled: inputs.load.on_429 == On429::RetryAfter,
+            max_retries: inputs.load.max_retries,
+            max_wait: inputs.load.max_retry_wait.0,
+        },
     });
 
     let tallies: Vec<Arc<Mutex<Tally>>> = (0..workers)

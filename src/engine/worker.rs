@@ -93,6 +93,44 @@ pub struct CellShared {
     pub timeout: Duration,
     /// The number of workers.
     pub workers: u32,
+    /// The retry policy for 429 answers.
+    pub retry: RetryPolicy,
+}
+
+/// How a worker answers 429s.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Whether to wait and send again.
+    pub enabled: bool,
+    /// The most retries of one request.
+    pub max_retries: u32,
+    /// The longest single wait.
+    pub max_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// Returns how long to wait before retry number `retry` (from 0): what `Retry-After`
+    /// asks (seconds or an HTTP date), else 1 s doubled each time, never above `max_wait`.
+    pub fn wait(&self, retry_after: Option<&HeaderValue>, retry: u32) -> Duration {
+        let asked = retry_after
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
+        let backoff = Duration::from_secs(1u64 << retry.min(20));
+        asked.unwrap_or(backoff).min(self.max_wait)
+    }
+}
+
+/// Reads `Retry-After` as whole seconds or as an HTTP date.
+pub fn parse_retry_after(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(text).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 struct WorkerState {
@@ -131,27 +169,21 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, tally: Arc<Mutex<Ta
         let Some(ticket) = ticket else {
             break;
         };
-        let (request, body_len) = build_request(&shared, &mut state, ticket.seq);
+        let prepared = build_request(&shared, &mut state, ticket.seq);
+        let body_len = prepared.body.len() as u64;
         let sent_at = Instant::now();
-        let result = tokio::time::timeout(
-            shared.timeout,
-            transport::send(&shared.endpoint, &mut state.connection, request),
-        )
-        .await
-        .unwrap_or_else(|_| Err(TransportError::timeout(shared.timeout)));
+        let (result, retries) = send_with_retries(&shared, &mut state, prepared).await;
         let done = Instant::now();
-        if result.is_err() {
-            // A timed-out or broken connection may still deliver a stale answer; start afresh.
-            state.connection = None;
-        }
 
         let mut tally = tally.lock().expect("tally lock");
-        tally.request_bytes += body_len;
+        tally.request_bytes += body_len * (1 + retries);
+        tally.retries += retries;
         tally.last_sent = tally.last_sent.max(Some(sent_at));
         tally.max_lag_us = tally.max_lag_us.max(micros(sent_at - ticket.due));
         let outcome = match result {
             Ok(response) => {
                 tally.response_bytes += response.body_bytes;
+                tally.rate_limit.observe(&response.headers);
                 let outcome = Outcome::from_status(response.status);
                 if outcome != Outcome::Ok {
                     tally.record_error(outcome, response_detail(&response));
@@ -167,16 +199,81 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, tally: Arc<Mutex<Ta
     }
 }
 
+/// Sends the request, and again after each 429 while the retry policy allows. Returns the
+/// last attempt's result and the number of retries made.
+async fn send_with_retries(
+    shared: &CellShared,
+    state: &mut WorkerState,
+    prepared: Prepared,
+) -> (Result<Response, TransportError>, u64) {
+    let policy = shared.retry;
+    let mut retries = 0u32;
+    let mut next = Some(prepared);
+    loop {
+        let current = next.take().expect("a request is ready to send");
+        // Keep a copy only while a 429 may make the worker send it again.
+        if policy.enabled && retries < policy.max_retries {
+            next = Some(current.clone());
+        }
+        let result = tokio::time::timeout(
+            shared.timeout,
+            transport::send(
+                &shared.endpoint,
+                &mut state.connection,
+                current.into_request(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| Err(TransportError::timeout(shared.timeout)));
+        if result.is_err() {
+            // A timed-out or broken connection may still deliver a stale answer; start afresh.
+            state.connection = None;
+        }
+        let retry_after = match &result {
+            Ok(response) if response.status == 429 && next.is_some() => {
+                response.headers.get(http::header::RETRY_AFTER)
+            }
+            _ => return (result, u64::from(retries)),
+        };
+        let wait = policy.wait(retry_after, retries);
+        tracing::debug!(
+            worker = state.pace.index,
+            wait_ms = wait.as_millis() as u64,
+            "429 answer; waiting before a retry"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.stop.cancel.cancelled() => return (result, u64::from(retries)),
+        }
+        retries += 1;
+    }
+}
+
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A request ready to send; cloned only when a 429 retry may need it again.
+#[derive(Clone)]
+struct Prepared {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Prepared {
+    fn into_request(self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(self.body));
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
+        request
+    }
+}
+
 /// Renders the per-request parts and assembles the request.
-fn build_request(
-    shared: &CellShared,
-    state: &mut WorkerState,
-    seq: u64,
-) -> (Request<Full<Bytes>>, u64) {
+fn build_request(shared: &CellShared, state: &mut WorkerState, seq: u64) -> Prepared {
     let prepared = &shared.request;
     let variant = &prepared.variant;
     let row: &[String] = match &shared.data {
@@ -191,11 +288,8 @@ fn build_request(
     };
     let mut body = Vec::new();
     variant.body.render_into(&mut body, &mut context);
-    let body_len = body.len() as u64;
 
-    let mut request = Request::new(Full::new(Bytes::from(body)));
-    *request.method_mut() = prepared.method.clone();
-    *request.uri_mut() = match &prepared.uri {
+    let uri = match &prepared.uri {
         Some(uri) => uri.clone(),
         None => {
             let mut path = Vec::new();
@@ -203,8 +297,7 @@ fn build_request(
             Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"))
         }
     };
-    let headers = request.headers_mut();
-    *headers = prepared.headers.clone();
+    let mut headers = prepared.headers.clone();
     for (name, template) in &variant.headers {
         if template.as_constant().is_none() {
             let mut value = Vec::new();
@@ -220,7 +313,12 @@ fn build_request(
         }
         headers.insert(name.clone(), value.clone());
     }
-    (request, body_len)
+    Prepared {
+        method: prepared.method.clone(),
+        uri,
+        headers,
+        body: Bytes::from(body),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -266,5 +364,61 @@ fn response_detail(response: &Response) -> ErrorDetail {
         correlation_id: header("inin-correlation-id"),
         retry_after: header("retry-after"),
         rate_limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            enabled: true,
+            max_retries: 5,
+            max_wait: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_are_honoured() {
+        let value = HeaderValue::from_static("3");
+        assert_eq!(policy().wait(Some(&value), 0), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn retry_after_http_date_is_honoured() {
+        let when = std::time::SystemTime::now() + Duration::from_secs(5);
+        let value = HeaderValue::from_str(&httpdate::fmt_http_date(when)).unwrap();
+        let wait = policy().wait(Some(&value), 0);
+        assert!(
+            wait > Duration::from_secs(3) && wait <= Duration::from_secs(5),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn past_http_date_means_no_wait() {
+        let value = HeaderValue::from_static("Thu, 01 Jan 2015 00:00:00 GMT");
+        assert_eq!(policy().wait(Some(&value), 0), Duration::ZERO);
+    }
+
+    #[test]
+    fn missing_header_backs_off_exponentially_to_the_cap() {
+        let waits: Vec<u64> = (0..6)
+            .map(|retry| policy().wait(None, retry).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+    }
+
+    #[test]
+    fn long_requests_are_cut_to_max_wait() {
+        let value = HeaderValue::from_static("3600");
+        assert_eq!(policy().wait(Some(&value), 0), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn garbage_retry_after_falls_back_to_backoff() {
+        let value = HeaderValue::from_static("soon");
+        assert_eq!(policy().wait(Some(&value), 1), Duration::from_secs(2));
     }
 }

@@ -5,7 +5,9 @@
 //! totals without any lock that two workers share.
 
 mod outcome;
+mod rate_limit;
 mod tally;
 
 pub use outcome::{OUTCOMES, Outcome};
+pub use rate_limit::RateLimitSeen;
 pub use tally::{ErrorDetail, ErrorSample, Tally, new_histogram};

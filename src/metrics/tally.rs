@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use hdrhistogram::Histogram;
 
 use super::outcome::{OUTCOMES, Outcome};
+use super::rate_limit::RateLimitSeen;
 
 /// The highest latency a histogram holds: one hour, in microseconds.
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -73,6 +74,10 @@ pub struct Tally {
     pub errors_unsampled: u64,
     /// When the latest request was sent.
     pub last_sent: Option<tokio::time::Instant>,
+    /// Extra attempts made after 429 answers with `on_429 = "retry-after"`.
+    pub retries: u64,
+    /// Rate limits the server announced.
+    pub rate_limit: RateLimitSeen,
 }
 
 impl Tally {
@@ -89,6 +94,8 @@ impl Tally {
             errors: Vec::new(),
             errors_unsampled: 0,
             last_sent: None,
+            retries: 0,
+            rate_limit: RateLimitSeen::default(),
         }
     }
 
@@ -160,6 +167,8 @@ impl Tally {
         self.max_lag_us = self.max_lag_us.max(other.max_lag_us);
         self.errors_unsampled += other.errors_unsampled;
         self.last_sent = self.last_sent.max(other.last_sent);
+        self.retries += other.retries;
+        self.rate_limit.merge(&other.rate_limit);
         for sample in &other.errors {
             self.merge_error(sample);
         }

@@ -88,6 +88,14 @@ pub struct SummaryRow {
     pub interrupted: bool,
     /// `pass`, `fail: ` with the failed thresholds, or empty without thresholds.
     pub verdict: String,
+    /// Extra attempts after 429 answers (`on_429 = "retry-after"`), not in `requests`.
+    pub retries: u64,
+    /// The largest rate limit the server announced in its headers.
+    pub ratelimit_limit: Option<u64>,
+    /// The window of that limit in seconds, when announced.
+    pub ratelimit_window_s: Option<u64>,
+    /// The smallest remaining allowance the server announced.
+    pub ratelimit_min_remaining: Option<u64>,
 }
 
 impl SummaryRow {
@@ -134,6 +142,10 @@ impl SummaryRow {
             max_lag_ms: None,
             interrupted: false,
             verdict: String::new(),
+            retries: 0,
+            ratelimit_limit: None,
+            ratelimit_window_s: None,
+            ratelimit_min_remaining: None,
         }
     }
 }
@@ -231,6 +243,10 @@ pub fn row(result: &CellResult) -> SummaryRow {
             .then(|| round3(total.max_lag_us as f64 / 1000.0)),
         interrupted: result.interrupted,
         verdict: result.verdict.clone(),
+        retries: total.retries,
+        ratelimit_limit: total.rate_limit.limit,
+        ratelimit_window_s: total.rate_limit.window_s,
+        ratelimit_min_remaining: total.rate_limit.min_remaining,
     }
 }
 
@@ -240,7 +256,7 @@ fn round_share(value: f64) -> f64 {
 }
 
 /// The columns of `summary.csv`, in order.
-pub const COLUMNS: [&str; 39] = [
+pub const COLUMNS: [&str; 43] = [
     "cell",
     "variant",
     "model",
@@ -280,6 +296,10 @@ pub const COLUMNS: [&str; 39] = [
     "max_lag_ms",
     "interrupted",
     "verdict",
+    "retries",
+    "ratelimit_limit",
+    "ratelimit_window_s",
+    "ratelimit_min_remaining",
 ];
 
 /// Renders `summary.csv`; with no results it holds the header alone.
@@ -294,4 +314,24 @@ pub fn to_csv(results: &[CellResult]) -> Result<Vec<u8>, csv::Error> {
     writer
         .into_inner()
         .map_err(|error| error.into_error().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_matches_row_fields() {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.serialize(SummaryRow::blank()).unwrap();
+        let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
+        let header = text.lines().next().unwrap();
+        assert_eq!(header, COLUMNS.join(","));
+    }
+
+    #[test]
+    fn required_columns_lead_in_order() {
+        let required = "cell,variant,model,concurrency,target_rps,achieved_rps,duration_s,requests,ok,forbidden,throttled,client_error,server_error,timeout,connect_error,other_error,dropped,rate_403,rate_429,req_bytes_mean,p50_ms,p90_ms,p95_ms,p99_ms,p999_ms,max_ms,mean_ms";
+        assert!(COLUMNS.join(",").starts_with(required));
+    }
 }

@@ -84,6 +84,22 @@ pub fn render(rows: &[SummaryRow]) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    for row in rows.iter().filter(|row| row.throttled > 0) {
+        let seen = crate::metrics::RateLimitSeen {
+            limit: row.ratelimit_limit,
+            window_s: row.ratelimit_window_s,
+            min_remaining: row.ratelimit_min_remaining,
+        };
+        if let Some(text) = seen.describe() {
+            out.push_str(&format!("cell {}: 429s began; {text}\n", row.cell));
+        }
+    }
+    if rows.iter().any(|row| row.retries > 0) {
+        let retries: u64 = rows.iter().map(|row| row.retries).sum();
+        out.push_str(&format!(
+            "{retries} retries after 429 answers (not counted as requests)\n"
+        ));
+    }
     if rows.iter().any(|row| row.interrupted) {
         out.push_str("* interrupted before the cell's end\n");
     }

@@ -159,6 +159,17 @@ pub enum OnSaturation {
     Drop,
 }
 
+/// What a worker does after a 429 answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum On429 {
+    /// Count the 429 and move on.
+    #[default]
+    Count,
+    /// Wait as `Retry-After` asks (or back off exponentially from 1 s), then send again.
+    RetryAfter,
+}
+
 /// One value or a list of values, so `concurrency = 8` and `concurrency = [1, 8]` both work.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -210,6 +221,23 @@ pub struct Load {
     /// Timeout of each request.
     #[serde(default = "default_timeout")]
     pub timeout: TextDuration,
+    /// `count` or `retry-after`.
+    #[serde(default)]
+    pub on_429: On429,
+    /// With `retry-after`: the most retries of one request.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// With `retry-after`: the longest wait before one retry; longer requests are cut to it.
+    #[serde(default = "default_max_retry_wait")]
+    pub max_retry_wait: TextDuration,
+}
+
+fn default_max_retries() -> u32 {
+    3
+}
+
+fn default_max_retry_wait() -> TextDuration {
+    TextDuration(std::time::Duration::from_secs(60))
 }
 
 fn default_pause() -> TextDuration {
