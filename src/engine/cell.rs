@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pacing::{Pacing, StopRule};
+use super::pacing::{Pacing, Schedule, StopRule};
 use super::transport::Endpoint;
 use super::worker::{CellShared, PreparedRequest, RetryPolicy, run_worker};
 use crate::data::{DataSet, RowOrder};
@@ -98,7 +98,11 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
     let started_at = SystemTime::now();
     // A short lead lets every worker start before the first request of the schedule is due.
     let start = Instant::now() + Duration::from_millis(5);
-    let deadline = inputs.load.duration.map(|duration| start + duration.0);
+    let duration = match &inputs.spec.stages {
+        Some(stages) => Some(stages.duration()),
+        None => inputs.load.duration.map(|duration| duration.0),
+    };
+    let deadline = duration.map(|duration| start + duration);
     let shared = Arc::new(CellShared {
         request: PreparedRequest::new(Arc::clone(&inputs.variant), &inputs.endpoint),
         endpoint: Arc::clone(&inputs.endpoint),
@@ -209,6 +213,7 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
 fn pacing(inputs: &CellInputs, start: Instant) -> Pacing {
     match inputs.spec.load {
         LoadPoint::Closed { .. } => Pacing::Closed {
+            stages: inputs.spec.stages.clone().map(|stages| (start, stages)),
             throttle: inputs.load.throttle.map(|rate| {
                 // GCRA with a burst of one period's count: at most N in any PERIOD window.
                 let quota = Quota::with_period(rate.interval().max(Duration::from_nanos(1)))
@@ -219,7 +224,10 @@ fn pacing(inputs: &CellInputs, start: Instant) -> Pacing {
         },
         LoadPoint::Open { rate, .. } => Pacing::Open {
             start,
-            rate,
+            rate: match &inputs.spec.stages {
+                Some(stages) => Schedule::Staged(Arc::clone(stages)),
+                None => Schedule::Constant(rate),
+            },
             next: AtomicU64::new(0),
             on_saturation: inputs.load.on_saturation,
         },

@@ -4,6 +4,7 @@
 pub mod cell;
 pub mod pacing;
 pub mod progress;
+pub mod stages;
 pub mod transport;
 pub mod worker;
 

@@ -20,6 +20,7 @@ use governor::DefaultDirectRateLimiter;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::stages::Stages;
 use crate::scenario::OnSaturation;
 
 /// When a cell stops sending.
@@ -46,19 +47,43 @@ pub enum Pacing {
     Closed {
         /// The shared `throttle` limiter.
         throttle: Option<Arc<DefaultDirectRateLimiter>>,
+        /// Staged concurrency: worker `i` sends only while the planned count exceeds `i`.
+        stages: Option<(Instant, Arc<Stages>)>,
     },
     /// A fixed arrival schedule.
     Open {
         /// The time request 0 is due.
         start: Instant,
-        /// Requests per second.
-        rate: f64,
+        /// Requests per second, or the staged rate.
+        rate: Schedule,
         /// The next request index to claim.
         next: AtomicU64,
         /// What to do with requests that fall due while every worker is busy.
         on_saturation: OnSaturation,
     },
 }
+
+/// The open model's arrival rate.
+pub enum Schedule {
+    /// A constant rate in requests per second.
+    Constant(f64),
+    /// A rate that follows the stages.
+    Staged(Arc<Stages>),
+}
+
+impl Schedule {
+    /// Returns when request `index` is due after the start, or `None` when the plan has no
+    /// such request.
+    fn offset(&self, index: u64) -> Option<Duration> {
+        match self {
+            Schedule::Constant(rate) => Some(Duration::from_secs_f64(index as f64 / rate)),
+            Schedule::Staged(stages) => stages.due_offset(index),
+        }
+    }
+}
+
+/// How often an idle worker of a staged closed cell checks whether it is needed.
+const STAGE_POLL: Duration = Duration::from_millis(50);
 
 /// Permission to send one request.
 #[derive(Debug, Clone, Copy)]
@@ -89,13 +114,44 @@ impl Pacing {
         dropped: &mut u64,
     ) -> Option<Ticket> {
         match self {
-            Pacing::Closed { throttle } => next_closed(throttle.as_deref(), pace, stop).await,
+            Pacing::Closed { throttle, stages } => {
+                if let Some((start, stages)) = stages {
+                    wait_until_needed(*start, stages, pace.index, stop).await?;
+                }
+                next_closed(throttle.as_deref(), pace, stop).await
+            }
             Pacing::Open {
                 start,
                 rate,
                 next,
                 on_saturation,
-            } => next_open(*start, *rate, next, *on_saturation, stop, dropped).await,
+            } => next_open(*start, rate, next, *on_saturation, stop, dropped).await,
+        }
+    }
+}
+
+/// Waits while the staged concurrency is at or below this worker's index.
+async fn wait_until_needed(
+    start: Instant,
+    stages: &Stages,
+    index: u32,
+    stop: &StopRule,
+) -> Option<()> {
+    loop {
+        let now = Instant::now();
+        if stop.cancel.is_cancelled() || stop.past_deadline(now) {
+            return None;
+        }
+        if stages
+            .value_at(now.saturating_duration_since(start))
+            .round()
+            > f64::from(index)
+        {
+            return Some(());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(STAGE_POLL) => {}
+            () = stop.cancel.cancelled() => return None,
         }
     }
 }
@@ -133,7 +189,7 @@ async fn next_closed(
 
 async fn next_open(
     start: Instant,
-    rate: f64,
+    rate: &Schedule,
     next: &AtomicU64,
     on_saturation: OnSaturation,
     stop: &StopRule,
@@ -147,7 +203,7 @@ async fn next_open(
         if stop.iterations.is_some_and(|limit| index >= limit) {
             return None;
         }
-        let due = start + Duration::from_secs_f64(index as f64 / rate);
+        let due = start + rate.offset(index)?;
         if stop.past_deadline(due) {
             return None;
         }
@@ -179,7 +235,7 @@ mod tests {
     fn open(start: Instant, rate: f64, on_saturation: OnSaturation) -> Pacing {
         Pacing::Open {
             start,
-            rate,
+            rate: Schedule::Constant(rate),
             next: AtomicU64::new(0),
             on_saturation,
         }
@@ -250,7 +306,10 @@ mod tests {
         assert_eq!(count, 3);
 
         let stop_closed = stop(None, Some(5));
-        let closed = Pacing::Closed { throttle: None };
+        let closed = Pacing::Closed {
+            throttle: None,
+            stages: None,
+        };
         let mut worker = pace();
         let mut seqs = Vec::new();
         while let Some(ticket) = closed.next(&mut worker, &stop_closed, &mut dropped).await {

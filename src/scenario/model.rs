@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::data::RowOrder;
+use crate::engine::stages::StageSpec;
 use crate::mock::MockConfig;
 use crate::thresholds::ThresholdSpec;
 use crate::units::{Rate, TextDuration};
@@ -227,6 +228,9 @@ pub struct Load {
     /// With `retry-after`: the most retries of one request.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// Steps that ramp concurrency (closed) or rate (open) linearly from zero; they replace
+    /// `concurrency`, `rate`, `duration` and `ramp_up`, and each variant runs one cell.
+    pub stages: Option<Vec<StageSpec>>,
     /// With `retry-after`: the longest wait before one retry; longer requests are cut to it.
     #[serde(default = "default_max_retry_wait")]
     pub max_retry_wait: TextDuration,

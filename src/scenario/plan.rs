@@ -3,12 +3,14 @@
 //! scenarios.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use http::Method;
 use http::header::{HeaderName, HeaderValue};
 
 use super::{LoadedScenario, Model, Scenario, ScenarioError, Variant, location};
 use crate::data::{DataSet, RowOrder};
+use crate::engine::stages::{StageSpec, Stages};
 use crate::template::Template;
 use crate::thresholds::{self, Threshold};
 
@@ -69,8 +71,10 @@ pub struct CellSpec {
     pub index: usize,
     /// Index into [`Plan::variants`].
     pub variant: usize,
-    /// The load to apply.
+    /// The load to apply; with stages, the peak workers and the mean planned rate.
     pub load: LoadPoint,
+    /// Staged load, when the scenario has `load.stages`.
+    pub stages: Option<Arc<Stages>>,
 }
 
 /// Everything a run needs, checked and compiled.
@@ -343,6 +347,15 @@ fn plan_cells(
     problems: &mut Problems<'_>,
 ) -> Vec<CellSpec> {
     let load = &scenario.load;
+    if load.timeout.0.is_zero() {
+        problems.add(
+            "load.timeout",
+            "must be longer than 0s, such as \"30s\"".into(),
+        );
+    }
+    if let Some(specs) = &load.stages {
+        return plan_staged_cells(scenario, specs, variant_count, problems);
+    }
     let points = match load.model {
         Model::Closed => closed_points(scenario, problems),
         Model::Open => open_points(scenario, problems),
@@ -359,12 +372,6 @@ fn plan_cells(
         (_, Some(0)) => problems.add("load.iterations", "must be at least 1".into()),
         _ => {}
     }
-    if load.timeout.0.is_zero() {
-        problems.add(
-            "load.timeout",
-            "must be longer than 0s, such as \"30s\"".into(),
-        );
-    }
     let mut cells = Vec::new();
     for variant in 0..variant_count {
         for point in &points {
@@ -372,10 +379,84 @@ fn plan_cells(
                 index: cells.len() + 1,
                 variant,
                 load: *point,
+                stages: None,
             });
         }
     }
     cells
+}
+
+fn plan_staged_cells(
+    scenario: &Scenario,
+    specs: &[StageSpec],
+    variant_count: usize,
+    problems: &mut Problems<'_>,
+) -> Vec<CellSpec> {
+    let load = &scenario.load;
+    let conflicts = [
+        ("load.duration", load.duration.is_some()),
+        ("load.concurrency", load.concurrency.is_some()),
+        ("load.rate", load.rate.is_some()),
+        ("load.ramp_up", !load.ramp_up.0.is_zero()),
+    ];
+    for (key, set) in conflicts {
+        if set {
+            problems.add(
+                key,
+                "stages set the load and the duration of each cell; remove this key or the stages"
+                    .into(),
+            );
+        }
+    }
+    let stages = match Stages::new(specs) {
+        Ok(stages) => Arc::new(stages),
+        Err(problem) => {
+            problems.add("load.stages", problem);
+            return Vec::new();
+        }
+    };
+    let point = match load.model {
+        Model::Closed => {
+            let peak = stages.peak().ceil();
+            if peak < 1.0 || peak > f64::from(MAX_WORKERS) {
+                problems.add(
+                    "load.stages",
+                    format!("the highest target must be 1 to {MAX_WORKERS} workers"),
+                );
+            }
+            LoadPoint::Closed {
+                concurrency: peak.clamp(1.0, f64::from(MAX_WORKERS)) as u32,
+            }
+        }
+        Model::Open => {
+            let max_in_flight = load.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+            if max_in_flight == 0 || max_in_flight > MAX_WORKERS {
+                problems.add(
+                    "load.max_in_flight",
+                    format!("invalid max_in_flight {max_in_flight}: use 1 to {MAX_WORKERS}"),
+                );
+            }
+            if stages.planned_requests() < 1.0 {
+                problems.add(
+                    "load.stages",
+                    "the stages plan no request; raise a target above 0".into(),
+                );
+            }
+            let mean = stages.planned_requests() / stages.duration().as_secs_f64();
+            LoadPoint::Open {
+                rate: mean,
+                max_in_flight,
+            }
+        }
+    };
+    (0..variant_count)
+        .map(|variant| CellSpec {
+            index: variant + 1,
+            variant,
+            load: point,
+            stages: Some(Arc::clone(&stages)),
+        })
+        .collect()
 }
 
 fn closed_points(scenario: &Scenario, problems: &mut Problems<'_>) -> Vec<LoadPoint> {
