@@ -22,8 +22,47 @@ pub enum Command {
     Run(RunArgs),
     /// Check a scenario and its data file without sending anything.
     Validate(ScenarioArgs),
+    /// Find the highest open-model rate that still meets the pass criteria.
+    Capacity(CapacityArgs),
     /// Start the mock Data Actions API in the foreground, for volley or any other client.
     Mock(MockConfig),
+}
+
+/// Options of `volley capacity`.
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    /// The scenario and overrides.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// The variant to search with (default: the first).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Pass criteria of each step, such as "p99_ms < 500, rate_429 < 0.01" (default: the
+    /// scenario's thresholds, else "error_rate < 0.01"). Every step must also achieve 95% of
+    /// its rate.
+    #[arg(long, value_name = "CRITERIA")]
+    pub until: Option<String>,
+    /// Exit with 99 when the capacity found is below this many requests per second.
+    #[arg(long, value_name = "RPS")]
+    pub require: Option<f64>,
+    /// The first rate tried, in requests per second (default: the scenario's first rate, else 10).
+    #[arg(long, value_name = "RPS")]
+    pub start: Option<f64>,
+    /// The highest rate tried, in requests per second.
+    #[arg(long, value_name = "RPS", default_value_t = 1_000_000.0)]
+    pub max_rate: f64,
+    /// How long each step sends, such as 10s.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub step_duration: crate::units::TextDuration,
+    /// The most requests in flight in each step (default: the scenario's max_in_flight, else 100).
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<u32>,
+    /// Write the reports to this folder instead of reports/<scenario>-<UTC time>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Hide the progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// The scenario file and its overrides.

@@ -21,7 +21,8 @@ pub const EXIT_INVALID: u8 = 2;
 /// Exit code of a failure other than bad input.
 pub const EXIT_FAILURE: u8 = 1;
 
-fn plan(args: &ScenarioArgs) -> Result<Plan, u8> {
+/// Loads and checks a scenario, printing the problems; the error is the exit code.
+pub fn plan(args: &ScenarioArgs) -> Result<Plan, u8> {
     let loaded = scenario::load(&args.scenario, &args.overrides).map_err(|error| {
         eprintln!("error: {error}");
         EXIT_INVALID
@@ -56,9 +57,7 @@ pub async fn run(args: RunArgs) -> u8 {
         Ok(plan) => plan,
         Err(code) => return code,
     };
-    let cancel = CancellationToken::new();
-    let signal_code = Arc::new(AtomicU8::new(0));
-    let signal = tokio::spawn(watch_signals(cancel.clone(), Arc::clone(&signal_code)));
+    let (cancel, signal_code, signal) = watch_interrupts();
     let options = RunOptions {
         out: args.out,
         reports_root: PathBuf::from("reports"),
@@ -96,6 +95,19 @@ pub async fn run(args: RunArgs) -> u8 {
         0 => engine::exit_code(&output),
         code => code,
     }
+}
+
+/// Starts watching SIGINT and SIGTERM; returns the token they cancel, the exit code they set
+/// and the watcher task.
+pub fn watch_interrupts() -> (
+    CancellationToken,
+    Arc<AtomicU8>,
+    tokio::task::JoinHandle<()>,
+) {
+    let cancel = CancellationToken::new();
+    let code = Arc::new(AtomicU8::new(0));
+    let task = tokio::spawn(watch_signals(cancel.clone(), Arc::clone(&code)));
+    (cancel, code, task)
 }
 
 /// Cancels the run on SIGINT (exit code 130) or SIGTERM (143), as shells and Kubernetes

@@ -4,6 +4,8 @@
 //! the benches drive the same code.
 
 pub mod auth;
+pub mod capacity;
+pub mod capacity_command;
 pub mod cli;
 pub mod commands;
 pub mod data;

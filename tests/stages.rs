@@ -33,7 +33,13 @@ async fn open_stages_send_the_planned_requests() {
     let load = "model = \"open\"\nmax_in_flight = 20\nstages = [{ duration = \"2s\", target = 100 }, { duration = \"1s\", target = 100 }]";
     let path = write_file(dir.path(), "s.toml", &scenario(&server.base_url(), load));
     let out = dir.path().join("report");
-    let output = volley(vec!["run".into(), path.display().to_string(), "--out".into(), out.display().to_string()]).await;
+    let output = volley(vec![
+        "run".into(),
+        path.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .await;
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let rows = read_csv(&out.join("summary.csv"));
     let row = &rows[0];
@@ -58,7 +64,13 @@ async fn closed_stages_add_workers_over_time() {
     let load = "stages = [{ duration = \"2s\", target = 8 }, { duration = \"1s\", target = 8 }]";
     let path = write_file(dir.path(), "s.toml", &scenario(&server.base_url(), load));
     let out = dir.path().join("report");
-    let output = volley(vec!["run".into(), path.display().to_string(), "--out".into(), out.display().to_string()]).await;
+    let output = volley(vec![
+        "run".into(),
+        path.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .await;
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let row = &read_csv(&out.join("summary.csv"))[0];
     assert_eq!(row["concurrency"], "8");
@@ -67,7 +79,10 @@ async fn closed_stages_add_workers_over_time() {
     let third = number(&series[2], "requests");
     // About 2 workers on average in the first second, 8 in the third, at 20 requests each.
     assert!(third > first * 2.0, "first {first}, third {third}");
-    assert_eq!(column_sum(&series, "requests"), number(row, "requests") as u64);
+    assert_eq!(
+        column_sum(&series, "requests"),
+        number(row, "requests") as u64
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crate::report::run_json::{CellRecord, RunRecord};
 use crate::report::summary::SummaryRow;
 use crate::report::timeseries::{TimeseriesRow, TimeseriesWriter};
 use crate::report::{self, rfc3339};
-use crate::scenario::{LoadPoint, Plan};
+use crate::scenario::{CellSpec, Load, LoadPoint, Plan};
 use crate::thresholds;
 use cell::{CellInputs, CellResult, run_cell};
 use progress::Progress;
@@ -91,80 +91,127 @@ async fn start_target(plan: &Plan) -> anyhow::Result<Target> {
     })
 }
 
-/// Runs every cell of `plan` and writes the reports; `cancel` ends the run early.
-pub async fn run(
-    plan: &Plan,
-    options: &RunOptions,
+/// A run in progress: the target, the token provider and the report files, with cells
+/// added one at a time. `volley run` adds the plan's cells; `volley capacity` adds cells at
+/// the rates its search picks.
+pub struct Session<'a> {
+    plan: &'a Plan,
+    options: &'a RunOptions,
     cancel: CancellationToken,
-) -> anyhow::Result<RunOutput> {
-    crate::init_crypto();
-    let started = SystemTime::now();
-    let target = start_target(plan).await?;
-    let insecure = plan.scenario.target.insecure;
-    if insecure {
-        tracing::warn!("target.insecure is on: TLS certificates are not checked");
-        eprintln!("warning: target.insecure is on, so TLS certificates are not checked");
-    }
-    let endpoint =
-        Arc::new(Endpoint::from_url(&target.base_url, insecure).map_err(anyhow::Error::msg)?);
-    let auth = AuthProvider::start(&plan.scenario.auth, &target.base_url).await?;
+    started: SystemTime,
+    target: Target,
+    endpoint: Arc<Endpoint>,
+    auth: AuthProvider,
+    folder: PathBuf,
+    timeseries: TimeseriesWriter,
+    progress: Progress,
+    results: Vec<CellResult>,
+    aborted: bool,
+}
 
-    let folder = report::create_folder(
-        options.out.as_deref(),
-        &options.reports_root,
-        &plan.scenario.name,
-    )
-    .with_context(|| "creating the report folder".to_string())?;
-    let mut timeseries = TimeseriesWriter::create(&folder.join("timeseries.csv"))
-        .with_context(|| format!("creating {}", folder.join("timeseries.csv").display()))?;
-    let mut progress = Progress::new(options.quiet);
-    let mut results: Vec<CellResult> = Vec::new();
-    let mut aborted = false;
-    let load = &plan.scenario.load;
-
-    for spec in &plan.cells {
-        if cancel.is_cancelled() {
-            break;
+impl<'a> Session<'a> {
+    /// Starts the target and the token provider and creates the report folder.
+    pub async fn start(
+        plan: &'a Plan,
+        options: &'a RunOptions,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Session<'a>> {
+        crate::init_crypto();
+        let started = SystemTime::now();
+        let target = start_target(plan).await?;
+        let insecure = plan.scenario.target.insecure;
+        if insecure {
+            tracing::warn!("target.insecure is on: TLS certificates are not checked");
+            eprintln!("warning: target.insecure is on, so TLS certificates are not checked");
         }
-        if !results.is_empty() {
+        let endpoint =
+            Arc::new(Endpoint::from_url(&target.base_url, insecure).map_err(anyhow::Error::msg)?);
+        let auth = AuthProvider::start(&plan.scenario.auth, &target.base_url).await?;
+        let folder = report::create_folder(
+            options.out.as_deref(),
+            &options.reports_root,
+            &plan.scenario.name,
+        )
+        .context("creating the report folder")?;
+        let timeseries = TimeseriesWriter::create(&folder.join("timeseries.csv"))
+            .with_context(|| format!("creating {}", folder.join("timeseries.csv").display()))?;
+        Ok(Session {
+            plan,
+            options,
+            cancel,
+            started,
+            target,
+            endpoint,
+            auth,
+            folder,
+            timeseries,
+            progress: Progress::new(options.quiet),
+            results: Vec::new(),
+            aborted: false,
+        })
+    }
+
+    /// Returns the report folder.
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// Returns whether the run should stop: interrupted, or a threshold asked to abort.
+    pub fn stopped(&self) -> bool {
+        self.cancel.is_cancelled() || self.aborted
+    }
+
+    /// Runs one cell after the pause between cells, records its verdict and rewrites the
+    /// summary files. Returns `None` when the run was stopped before the cell started.
+    pub async fn run_cell(
+        &mut self,
+        spec: &CellSpec,
+        load: &Load,
+        cell_count: usize,
+    ) -> anyhow::Result<Option<&CellResult>> {
+        if self.stopped() {
+            return Ok(None);
+        }
+        if !self.results.is_empty() {
             tokio::select! {
                 () = tokio::time::sleep(load.pause.0) => {}
-                () = cancel.cancelled() => break,
+                () = self.cancel.cancelled() => return Ok(None),
             }
         }
-        let variant = Arc::new(plan.variants[spec.variant].clone());
-        let label = cell_label(spec.index, plan.cells.len(), &variant.name, &spec.load);
+        let variant = Arc::new(self.plan.variants[spec.variant].clone());
+        let label = cell_label(spec.index, cell_count, &variant.name, &spec.load);
         tracing::info!(cell = spec.index, variant = %variant.name, "cell started");
-        progress.start_cell(
-            label,
-            load.duration.map(|duration| duration.0),
-            load.iterations,
-        );
-        let by_requests = load.duration.is_none();
+        let duration = match &spec.stages {
+            Some(stages) => Some(stages.duration()),
+            None => load.duration.map(|duration| duration.0),
+        };
+        self.progress.start_cell(label, duration, load.iterations);
+        let by_requests = duration.is_none();
         let mut write_error = None;
-        let result = run_cell(
+        let progress = &self.progress;
+        let timeseries = &mut self.timeseries;
+        let mut result = run_cell(
             CellInputs {
                 spec: spec.clone(),
                 variant: Arc::clone(&variant),
                 load: load.clone(),
-                endpoint: Arc::clone(&endpoint),
-                auth: auth.header(),
-                data: plan.data.clone(),
-                row_order: plan.row_order,
-                seed: plan.seed,
-                cancel: cancel.clone(),
+                endpoint: Arc::clone(&self.endpoint),
+                auth: self.auth.header(),
+                data: self.plan.data.clone(),
+                row_order: self.plan.row_order,
+                seed: self.plan.seed,
+                cancel: self.cancel.clone(),
             },
             &mut |interval| {
                 progress.update(&interval, by_requests);
-                if let Err(error) =
-                    timeseries.write(&TimeseriesRow::new(spec.index, &variant.name, &interval))
-                {
+                let row = TimeseriesRow::new(spec.index, &variant.name, &interval);
+                if let Err(error) = timeseries.write(&row) {
                     write_error.get_or_insert(error);
                 }
             },
         )
         .await;
-        progress.finish_cell();
+        self.progress.finish_cell();
         if let Some(error) = write_error {
             tracing::error!(%error, "writing timeseries.csv failed");
         }
@@ -173,41 +220,62 @@ pub async fn run(
             requests = result.total.requests(),
             "cell finished"
         );
-        let mut result = result;
+
         let verdict = thresholds::verdict(&variant.thresholds, &report::summary::row(&result));
         result.verdict = verdict.text;
-        results.push(result);
-        write_tables(&folder, &results)?;
         if verdict.abort {
             eprintln!(
                 "cell {} failed a threshold with abort_on_fail; skipping the remaining cells",
                 spec.index
             );
-            aborted = true;
+            self.aborted = true;
+        }
+        self.results.push(result);
+        write_tables(&self.folder, &self.results)?;
+        Ok(self.results.last())
+    }
+
+    /// Writes the final reports, stops the target and returns what ran.
+    pub async fn finish(self) -> anyhow::Result<RunOutput> {
+        let token = self.auth.token_stats().map(|stats| stats.summary());
+        let rows: Vec<SummaryRow> = self.results.iter().map(report::summary::row).collect();
+        let output = RunOutput {
+            results: self.results,
+            rows,
+            folder: self.folder,
+            interrupted: self.cancel.is_cancelled(),
+            aborted: self.aborted,
+            token,
+            target: self.target.base_url.clone(),
+            mock_stats: self.target.mock.as_ref().map(MockServer::stats),
+        };
+        write_tables(&output.folder, &output.results)?;
+        write_run_json(self.plan, self.options, &output, self.started)?;
+        drop(self.auth);
+        if let Some(server) = self.target.mock {
+            server.shutdown().await;
+        }
+        Ok(output)
+    }
+}
+
+/// Runs every cell of `plan` and writes the reports; `cancel` ends the run early.
+pub async fn run(
+    plan: &Plan,
+    options: &RunOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunOutput> {
+    let mut session = Session::start(plan, options, cancel).await?;
+    for spec in &plan.cells {
+        if session
+            .run_cell(spec, &plan.scenario.load, plan.cells.len())
+            .await?
+            .is_none()
+        {
             break;
         }
     }
-
-    let interrupted = cancel.is_cancelled();
-    let token = auth.token_stats().map(|stats| stats.summary());
-    let rows: Vec<SummaryRow> = results.iter().map(report::summary::row).collect();
-    let output = RunOutput {
-        results,
-        rows,
-        folder,
-        interrupted,
-        aborted,
-        token,
-        target: target.base_url.clone(),
-        mock_stats: target.mock.as_ref().map(MockServer::stats),
-    };
-    write_tables(&output.folder, &output.results)?;
-    write_run_json(plan, options, &output, started)?;
-    drop(auth);
-    if let Some(server) = target.mock {
-        server.shutdown().await;
-    }
-    Ok(output)
+    session.finish().await
 }
 
 fn cell_label(index: usize, count: usize, variant: &str, load: &LoadPoint) -> String {
@@ -215,6 +283,9 @@ fn cell_label(index: usize, count: usize, variant: &str, load: &LoadPoint) -> St
         LoadPoint::Closed { concurrency } => format!("c={concurrency}"),
         LoadPoint::Open { rate, .. } => format!("{rate} req/s"),
     };
+    if count == 0 {
+        return format!("step {index} {variant} {load}");
+    }
     format!("cell {index}/{count} {variant} {load}")
 }
 

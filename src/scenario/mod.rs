@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use model::*;
-pub use plan::{CellSpec, CompiledVariant, LoadPoint, Plan};
+pub use plan::{CellSpec, CompiledVariant, DEFAULT_MAX_IN_FLIGHT, LoadPoint, Plan};
 
 /// A scenario that cannot be run; the message names the file, the place and the fix.
 #[derive(Debug, Error)]
