@@ -1,7 +1,7 @@
 //! One cell: start its workers, merge their tallies once a second, and return the totals.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use governor::{Quota, RateLimiter};
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pacing::{Pacing, Schedule, StopRule};
 use super::transport::Endpoint;
-use super::worker::{CellShared, PreparedRequest, RetryPolicy, run_worker};
+use super::worker::{CellShared, PreparedRequest, RetryPolicy, WorkerSlot, run_worker};
 use crate::data::{DataSet, RowOrder};
 use crate::metrics::{Outcome, Tally};
 use crate::scenario::{CellSpec, CompiledVariant, Load, LoadPoint, On429};
@@ -126,8 +126,8 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
         },
     });
 
-    let tallies: Vec<Arc<Mutex<Tally>>> = (0..workers)
-        .map(|_| Arc::new(Mutex::new(Tally::new(open))))
+    let slots: Vec<Arc<WorkerSlot>> = (0..workers)
+        .map(|_| Arc::new(WorkerSlot::new(open)))
         .collect();
     let mut tasks = JoinSet::new();
     let ramp_up = if open {
@@ -135,14 +135,14 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
     } else {
         inputs.load.ramp_up.0
     };
-    for (index, tally) in tallies.iter().enumerate() {
+    for (index, slot) in slots.iter().enumerate() {
         let index = index as u32;
         let delay = ramp_up.mul_f64(f64::from(index) / f64::from(workers));
         let shared = Arc::clone(&shared);
-        let tally = Arc::clone(tally);
+        let slot = Arc::clone(slot);
         tasks.spawn(async move {
             tokio::select! {
-                () = tokio::time::sleep_until(start + delay) => run_worker(shared, index, tally).await,
+                () = tokio::time::sleep_until(start + delay) => run_worker(shared, index, slot).await,
                 () = shared.stop.cancel.cancelled() => {}
             }
         });
@@ -153,23 +153,37 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
         tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut second = 0;
+    let mut grace_end: Option<Instant> = None;
     loop {
         tokio::select! {
+            () = inputs.cancel.cancelled(), if grace_end.is_none() => {
+                grace_end = Some(Instant::now() + inputs.load.grace.0);
+            }
+            () = sleep_until_some(grace_end) => {
+                tracing::warn!(cell = inputs.spec.index, "grace period over; cancelling the requests in flight");
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                count_cancelled(&slots);
+                break;
+            }
             _ = ticker.tick() => {
                 second += 1;
-                let interval = collect(&tallies, open);
+                let interval = collect(&slots, open);
                 total.merge(&interval);
                 on_interval(Interval { second, elapsed: start.elapsed(), at: SystemTime::now(), tally: &interval, total: &total });
             }
             joined = tasks.join_next() => match joined {
                 None => break,
-                Some(Err(error)) => tracing::error!(cell = inputs.spec.index, %error, "worker task failed"),
+                Some(Err(error)) if !error.is_cancelled() => {
+                    tracing::error!(cell = inputs.spec.index, %error, "worker task failed");
+                }
+                Some(Err(_)) => {}
                 Some(Ok(())) => {}
             },
         }
     }
     let elapsed = start.elapsed();
-    let last = collect(&tallies, open);
+    let last = collect(&slots, open);
     total.merge(&last);
     if last.requests() > 0 || last.dropped > 0 || second == 0 {
         on_interval(Interval {
@@ -191,7 +205,6 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
         Some(deadline) if !interrupted => last_send.max(deadline - start).min(elapsed),
         _ => elapsed,
     };
-    debug_assert_eq!(total.count(Outcome::Cancelled), 0);
     CellResult {
         spec: inputs.spec,
         variant: inputs.variant.name.clone(),
@@ -235,12 +248,33 @@ fn pacing(inputs: &CellInputs, start: Instant) -> Pacing {
 }
 
 /// Swaps every worker's tally for an empty one and returns their sum.
-fn collect(tallies: &[Arc<Mutex<Tally>>], open: bool) -> Tally {
+fn collect(slots: &[Arc<WorkerSlot>], open: bool) -> Tally {
     let mut sum = Tally::new(open);
-    for tally in tallies {
+    for slot in slots {
         let fresh = Tally::new(open);
-        let taken = std::mem::replace(&mut *tally.lock().expect("tally lock"), fresh);
+        let taken = std::mem::replace(&mut *slot.tally.lock().expect("tally lock"), fresh);
         sum.merge(&taken);
     }
     sum
+}
+
+/// Counts the requests of aborted workers as cancelled. Call only after every worker task
+/// has ended, so no flag changes underneath.
+fn count_cancelled(slots: &[Arc<WorkerSlot>]) {
+    for slot in slots {
+        if slot.in_flight.swap(false, Ordering::Relaxed) {
+            slot.tally
+                .lock()
+                .expect("tally lock")
+                .count_only(Outcome::Cancelled);
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }

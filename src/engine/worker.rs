@@ -1,6 +1,7 @@
 //! The one worker loop that both load models share: take a ticket from the pacing strategy,
 //! render and send the request, classify the answer, record it in the worker's own tally.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -141,8 +142,27 @@ struct WorkerState {
     pace: WorkerPace,
 }
 
-/// Runs worker `index` until the cell's stop rule ends it, recording into `tally`.
-pub async fn run_worker(shared: Arc<CellShared>, index: u32, tally: Arc<Mutex<Tally>>) {
+/// What one worker records, read by the cell once a second.
+pub struct WorkerSlot {
+    /// The worker's counts and histograms since the last collection.
+    pub tally: Mutex<Tally>,
+    /// Whether a request is on its way; read only after the worker task has ended.
+    pub in_flight: AtomicBool,
+}
+
+impl WorkerSlot {
+    /// Creates the slot of a worker of a closed (`open = false`) or open cell.
+    pub fn new(open: bool) -> WorkerSlot {
+        WorkerSlot {
+            tally: Mutex::new(Tally::new(open)),
+            in_flight: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Runs worker `index` until the cell's stop rule ends it, recording into its slot.
+pub async fn run_worker(shared: Arc<CellShared>, index: u32, slot: Arc<WorkerSlot>) {
+    let tally = &slot.tally;
     let mut state = WorkerState {
         connection: None,
         rng: SmallRng::seed_from_u64(shared.seed ^ u64::from(index).rotate_left(17)),
@@ -172,10 +192,12 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, tally: Arc<Mutex<Ta
         let prepared = build_request(&shared, &mut state, ticket.seq);
         let body_len = prepared.body.len() as u64;
         let sent_at = Instant::now();
+        slot.in_flight.store(true, Ordering::Relaxed);
         let (result, retries) = send_with_retries(&shared, &mut state, prepared).await;
         let done = Instant::now();
 
         let mut tally = tally.lock().expect("tally lock");
+        slot.in_flight.store(false, Ordering::Relaxed);
         tally.request_bytes += body_len * (1 + retries);
         tally.retries += retries;
         tally.last_sent = tally.last_sent.max(Some(sent_at));

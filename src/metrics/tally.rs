@@ -124,6 +124,11 @@ impl Tally {
         }
     }
 
+    /// Counts an outcome that has no latency, such as a request cancelled by an interrupt.
+    pub fn count_only(&mut self, outcome: Outcome) {
+        self.counts[outcome.index()] += 1;
+    }
+
     /// Records an error's details, grouped by outcome, status and code.
     pub fn record_error(&mut self, outcome: Outcome, detail: ErrorDetail) {
         let now = SystemTime::now();

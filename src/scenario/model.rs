@@ -222,6 +222,9 @@ pub struct Load {
     /// Timeout of each request.
     #[serde(default = "default_timeout")]
     pub timeout: TextDuration,
+    /// After an interrupt, how long requests in flight may finish before they are cancelled.
+    #[serde(default = "default_grace")]
+    pub grace: TextDuration,
     /// `count` or `retry-after`.
     #[serde(default)]
     pub on_429: On429,
@@ -234,6 +237,10 @@ pub struct Load {
     /// With `retry-after`: the longest wait before one retry; longer requests are cut to it.
     #[serde(default = "default_max_retry_wait")]
     pub max_retry_wait: TextDuration,
+}
+
+fn default_grace() -> TextDuration {
+    TextDuration(std::time::Duration::from_secs(5))
 }
 
 fn default_max_retries() -> u32 {
