@@ -82,13 +82,8 @@ pub async fn run(args: RunArgs) -> u8 {
     }
     warn_unreached_rates(&output.rows);
     println!("report: {}", output.folder.display());
-    if output
-        .results
-        .iter()
-        .all(|result| result.total.requests() == 0)
-        && !output.interrupted
-    {
-        eprintln!("error: no request got an outcome; check target.url");
+    if let Some(message) = unreachable_target(&output) {
+        eprintln!("error: {message}");
         return EXIT_FAILURE;
     }
     match signal_code.load(Ordering::Relaxed) {
@@ -170,4 +165,34 @@ fn warn_unreached_rates(rows: &[report::summary::SummaryRow]) {
             );
         }
     }
+}
+
+/// Returns an error message when no request of the whole run reached the target: every one
+/// failed to connect, or none was sent.
+fn unreachable_target(output: &engine::RunOutput) -> Option<String> {
+    if output.interrupted {
+        return None;
+    }
+    let mut requests = 0;
+    let mut failed = 0;
+    let mut code = None;
+    for result in &output.results {
+        requests += result.total.requests();
+        failed += result.total.count(crate::metrics::Outcome::ConnectError);
+        code = code.or_else(|| {
+            result
+                .total
+                .errors
+                .first()
+                .map(|sample| sample.detail.code.clone())
+        });
+    }
+    if requests > failed {
+        return None;
+    }
+    let reason = code.map_or(String::new(), |code| format!(" ({code})"));
+    Some(format!(
+        "no request reached {}: every connection failed{reason}; check target.url and that the server is up",
+        output.target
+    ))
 }

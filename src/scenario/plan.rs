@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::Method;
 use http::header::{HeaderName, HeaderValue};
 
-use super::{LoadedScenario, Model, Scenario, ScenarioError, Variant, location};
+use super::{Auth, LoadedScenario, Model, Scenario, ScenarioError, Variant, location};
 use crate::data::{DataSet, RowOrder};
 use crate::engine::stages::{StageSpec, Stages};
 use crate::template::Template;
@@ -102,6 +102,7 @@ impl Plan {
         let mut problems = Problems::new(loaded);
         let scenario = &loaded.scenario;
         check_target(scenario, &mut problems);
+        check_auth(scenario, &mut problems);
         let data = load_data(scenario, &loaded.path, &mut problems);
         let columns = data.as_ref().map(DataSet::columns);
         let mut variants = compile_variants(scenario, columns, &mut problems);
@@ -200,6 +201,35 @@ fn check_target(scenario: &Scenario, problems: &mut Problems<'_>) {
             "target.url",
             format!("invalid URL \"{url}\": write \"embedded\" or a base URL such as \"https://api.mypurecloud.com\""),
         ),
+    }
+}
+
+fn check_auth(scenario: &Scenario, problems: &mut Problems<'_>) {
+    match &scenario.auth {
+        Auth::OAuth2ClientCredentials {
+            token_url,
+            client_id,
+            ..
+        } => {
+            // The target is not known yet for `embedded`, so any base URL stands in for it.
+            let url = token_url.replace("{target}", "http://127.0.0.1");
+            let valid = url.parse::<http::Uri>().is_ok_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+            });
+            if !valid {
+                problems.add(
+                    "auth.token_url",
+                    format!("invalid URL \"{token_url}\": write \"{{target}}/oauth/token\" or a full URL such as \"https://login.mypurecloud.com/oauth/token\""),
+                );
+            }
+            if client_id.trim().is_empty() {
+                problems.add("auth.client_id", "the client id is empty".into());
+            }
+        }
+        Auth::Header { name, .. } if HeaderName::from_bytes(name.as_bytes()).is_err() => {
+            problems.add("auth.name", format!("invalid header name \"{name}\""));
+        }
+        _ => {}
     }
 }
 
