@@ -22,6 +22,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check a scenario and its data file without sending anything.
     Validate(ScenarioArgs),
+    /// Send one request per variant and print each request and response, secrets redacted.
+    Probe(ProbeArgs),
     /// Start the mock Data Actions API in the foreground, for volley or any other client.
     Mock(MockConfig),
 }
@@ -49,4 +51,15 @@ pub struct RunArgs {
     /// Hide the progress bars (they are also hidden when stderr is not a terminal).
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Options of `volley probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The scenario and overrides.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Probe only the variant with this name.
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
 }

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => volley::commands::run(args).await,
             Command::Validate(args) => volley::commands::validate(&args),
+            Command::Probe(args) => volley::commands::probe(args).await,
             Command::Mock(config) => volley::commands::mock(config).await,
         }
     });
