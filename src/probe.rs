@@ -459,11 +459,9 @@ impl SendFailure {
     /// Describes the failure with the URL; `timeout` is the limit that applied.
     fn describe(&self, timeout: Duration) -> String {
         match self {
-            // The runner sends `/` in place of a path that is not a valid URI, so this
-            // request would not reach the intended endpoint in a run either.
             SendFailure::InvalidPath { path } => format!(
-                "the rendered path \"{path}\" is not a valid request target; \
-                 check request.path and the data values it uses"
+                "the rendered path \"{path}\" is not a valid request target, so a run \
+                 sends / in its place; check request.path and the data values it uses"
             ),
             SendFailure::Transport { url, error } => {
                 if error.is_timeout() {
@@ -476,7 +474,7 @@ impl SendFailure {
                 let cause = innermost_cause(error);
                 if error.is_connect() {
                     format!(
-                        "request to {url} failed: connection failed ({cause}); \
+                        "request to {url} failed to connect: {cause}; \
                          check target.url and that the server is up"
                     )
                 } else {
@@ -551,6 +549,15 @@ fn format_request(out: &mut String, request: &ProbeRequest, url: &str, redaction
             "> accept: */* (added by the probe's client; a run sends none)"
         );
     }
+    if let Some(sent) = normalized_target(url).filter(|sent| *sent != request.path) {
+        // NOTE: reqwest parses the URL, which resolves `.` and `..` segments and
+        // percent-encodes some characters, while a run sends the rendered path as it is.
+        let _ = writeln!(
+            out,
+            "> (the probe's client sends the path as {}; a run sends it as rendered)",
+            redaction.scrub(&sent)
+        );
+    }
     for name in &request.dropped_headers {
         let _ = writeln!(
             out,
@@ -568,9 +575,18 @@ fn format_request(out: &mut String, request: &ProbeRequest, url: &str, redaction
             "[request body cut at {BODY_DISPLAY_LIMIT} of {} bytes]",
             request.body.len()
         );
-    } else {
+    } else if !request.body.is_empty() {
         let _ = writeln!(out, "({} bytes)", request.body.len());
     }
+}
+
+/// Returns the path and query that reqwest sends for `url`, after its URL parsing.
+fn normalized_target(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    Some(match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_string(),
+    })
 }
 
 fn format_response(out: &mut String, response: &ProbeResponse, redaction: &Redaction) {
@@ -953,6 +969,18 @@ mod tests {
         assert_eq!(
             redaction.scrub("token tok-123, secret client-secret"),
             "token [redacted], secret [redacted]"
+        );
+    }
+
+    #[test]
+    fn normalized_target_resolves_dot_segments() {
+        assert_eq!(
+            normalized_target("http://127.0.0.1:1/a/../b?q=1").as_deref(),
+            Some("/b?q=1")
+        );
+        assert_eq!(
+            normalized_target("http://127.0.0.1:1/x/y").as_deref(),
+            Some("/x/y")
         );
     }
 

@@ -262,7 +262,7 @@ async fn unreachable_target_exits_1() {
         err.contains(&format!("request to {base_url}{EXECUTE_PATH} failed")),
         "{err}"
     );
-    assert!(err.contains("connection failed"), "{err}");
+    assert!(err.contains("failed to connect"), "{err}");
     assert!(
         stdout(&output).contains(&format!("> POST {base_url}{EXECUTE_PATH}")),
         "the request is printed before it fails: {}",
