@@ -24,6 +24,8 @@ pub enum Command {
     Validate(ScenarioArgs),
     /// Find the highest open-model rate that still meets the pass criteria.
     Capacity(CapacityArgs),
+    /// Send one request per variant and print each request and response, secrets redacted.
+    Probe(ProbeArgs),
     /// Start the mock Data Actions API in the foreground, for volley or any other client.
     Mock(MockConfig),
 }
@@ -88,4 +90,15 @@ pub struct RunArgs {
     /// Hide the progress bars (they are also hidden when stderr is not a terminal).
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Options of `volley probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The scenario and overrides.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Probe only the variant with this name.
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{RunArgs, ScenarioArgs};
+use crate::cli::{ProbeArgs, RunArgs, ScenarioArgs};
 use crate::engine::{self, RunOptions};
 use crate::mock::MockConfig;
 use crate::report;
@@ -47,6 +47,14 @@ pub fn validate(args: &ScenarioArgs) -> u8 {
             );
             0
         }
+        Err(code) => code,
+    }
+}
+
+/// `volley probe`: sends one request per variant and prints each exchange.
+pub async fn probe(args: ProbeArgs) -> u8 {
+    match plan(&args.scenario) {
+        Ok(plan) => crate::probe::run(&plan, args.variant.as_deref()).await,
         Err(code) => code,
     }
 }

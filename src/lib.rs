@@ -12,6 +12,7 @@ pub mod data;
 pub mod engine;
 pub mod metrics;
 pub mod mock;
+pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod template;

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Command::Run(args) => volley::commands::run(args).await,
             Command::Validate(args) => volley::commands::validate(&args),
             Command::Capacity(args) => volley::capacity_command::run(args).await,
+            Command::Probe(args) => volley::commands::probe(args).await,
             Command::Mock(config) => volley::commands::mock(config).await,
         }
     });

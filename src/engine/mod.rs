@@ -62,12 +62,15 @@ pub struct RunOutput {
 }
 
 /// The started target: the embedded mock or a remote base URL.
-struct Target {
-    base_url: String,
-    mock: Option<MockServer>,
+pub(crate) struct Target {
+    /// The base URL without a trailing slash.
+    pub(crate) base_url: String,
+    /// The embedded mock, when `target.url = "embedded"`; shut it down when done.
+    pub(crate) mock: Option<MockServer>,
 }
 
-async fn start_target(plan: &Plan) -> anyhow::Result<Target> {
+/// Starts the embedded mock on a free loopback port, or returns the scenario's base URL.
+pub(crate) async fn start_target(plan: &Plan) -> anyhow::Result<Target> {
     let target = &plan.scenario.target;
     if target.url != "embedded" {
         if target.mock.is_some() {
