@@ -257,3 +257,30 @@ async fn run_recovers_when_target_returns() {
         "the last seconds have answers again: {last:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsendable_rows_are_counted_as_other_error() {
+    let server = start_mock(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "rows.csv", "id\n1\na b\n");
+    let text = plain_scenario(&server.base_url(), "concurrency = 1\niterations = 4")
+        .replace("path = \"/x\"", "path = \"/x/{{row.id}}\"")
+        .replace("[load]", "[data]\nfile = \"rows.csv\"\n[load]");
+    let dir_path = dir.path().to_path_buf();
+    let (output, out) = tokio::task::spawn_blocking(move || run(&dir_path, &text))
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let row = &read_csv(&out.join("summary.csv"))[0];
+    assert_eq!(row["other_error"], "2", "{row:?}");
+    assert_eq!(
+        row["client_error"], "2",
+        "the valid rows reach the server: {row:?}"
+    );
+    let errors = read_csv(&out.join("errors.csv"));
+    let invalid = errors
+        .iter()
+        .find(|error| error["code"] == "invalid_request")
+        .unwrap();
+    assert!(invalid["message"].contains("/x/a b"), "{invalid:?}");
+}

@@ -56,7 +56,7 @@ impl PreparedRequest {
                 .as_constant()
                 .and_then(|text| HeaderValue::from_str(text).ok())
             {
-                headers.append(name.clone(), value);
+                headers.insert(name.clone(), value);
             }
         }
         let uri = variant
@@ -189,11 +189,16 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, slot: Arc<WorkerSlo
         let Some(ticket) = ticket else {
             break;
         };
-        let prepared = build_request(&shared, &mut state, ticket.seq);
-        let body_len = prepared.body.len() as u64;
         let sent_at = Instant::now();
-        slot.in_flight.store(true, Ordering::Relaxed);
-        let (result, retries) = send_with_retries(&shared, &mut state, prepared).await;
+        let (result, retries, body_len) = match build_request(&shared, &mut state, ticket.seq) {
+            Ok(prepared) => {
+                let body_len = prepared.body.len() as u64;
+                slot.in_flight.store(true, Ordering::Relaxed);
+                let (result, retries) = send_with_retries(&shared, &mut state, prepared).await;
+                (result, retries, body_len)
+            }
+            Err(error) => (Err(error), 0, 0),
+        };
         let done = Instant::now();
 
         let mut tally = tally.lock().expect("tally lock");
@@ -295,7 +300,11 @@ impl Prepared {
 }
 
 /// Renders the per-request parts and assembles the request.
-fn build_request(shared: &CellShared, state: &mut WorkerState, seq: u64) -> Prepared {
+fn build_request(
+    shared: &CellShared,
+    state: &mut WorkerState,
+    seq: u64,
+) -> Result<Prepared, TransportError> {
     let prepared = &shared.request;
     let variant = &prepared.variant;
     let row: &[String] = match &shared.data {
@@ -316,7 +325,12 @@ fn build_request(shared: &CellShared, state: &mut WorkerState, seq: u64) -> Prep
         None => {
             let mut path = Vec::new();
             variant.path.render_into(&mut path, &mut context);
-            Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"))
+            Uri::try_from(path.as_slice()).map_err(|_| {
+                invalid_request(format!(
+                    "the rendered path \"{}\" is not a valid URI; percent-encode spaces and other reserved characters",
+                    String::from_utf8_lossy(&path)
+                ))
+            })?
         }
     };
     let mut headers = prepared.headers.clone();
@@ -324,9 +338,12 @@ fn build_request(shared: &CellShared, state: &mut WorkerState, seq: u64) -> Prep
         if template.as_constant().is_none() {
             let mut value = Vec::new();
             template.render_into(&mut value, &mut context);
-            if let Ok(value) = HeaderValue::from_bytes(&value) {
-                headers.insert(name.clone(), value);
-            }
+            let value = HeaderValue::from_bytes(&value).map_err(|_| {
+                invalid_request(format!(
+                    "the rendered {name} header has characters a header cannot carry, such as a newline"
+                ))
+            })?;
+            headers.insert(name.clone(), value);
         }
     }
     if let Some((name, receiver, value)) = &mut state.auth {
@@ -335,11 +352,20 @@ fn build_request(shared: &CellShared, state: &mut WorkerState, seq: u64) -> Prep
         }
         headers.insert(name.clone(), value.clone());
     }
-    Prepared {
+    Ok(Prepared {
         method: prepared.method.clone(),
         uri,
         headers,
         body: Bytes::from(body),
+    })
+}
+
+/// The error of a request that could not be built from its data row, so was never sent.
+fn invalid_request(message: String) -> TransportError {
+    TransportError {
+        outcome: Outcome::OtherError,
+        code: "invalid_request",
+        message,
     }
 }
 

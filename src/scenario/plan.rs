@@ -319,6 +319,15 @@ fn compile_variant(
         problems.add(&path_key, format!("\"{path_text}\" must start with /"));
     }
     let path = compile_template(scenario, path_text, &path_key, columns, problems);
+    if path
+        .as_constant()
+        .is_some_and(|text| text.parse::<http::Uri>().is_err())
+    {
+        problems.add(
+            &path_key,
+            format!("\"{path_text}\" is not a valid URI path; percent-encode spaces and other reserved characters"),
+        );
+    }
     let body = compile_template(scenario, body_text, &body_key, columns, problems);
 
     let mut header_specs: Vec<(&String, &String, String)> = base
