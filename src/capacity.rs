@@ -21,7 +21,7 @@ pub const PRECISION: f64 = 0.05;
 /// The share of the target rate a step must achieve to pass.
 pub const MIN_ACHIEVED: f64 = 0.95;
 
-/// The most steps a search runs, so a target that never fails still ends.
+/// The maximum number of steps of a search, so a target that never fails still ends.
 pub const MAX_STEPS: usize = 40;
 
 /// Settings of one search.
@@ -33,7 +33,7 @@ pub struct SearchSettings {
     pub max_rate: f64,
     /// How long each step sends.
     pub step_duration: Duration,
-    /// The most requests in flight in each step.
+    /// The maximum number of requests in flight in each step.
     pub max_in_flight: u32,
     /// The criteria every step must meet.
     pub criteria: Vec<Threshold>,
@@ -77,7 +77,7 @@ pub struct StepRow {
     pub requests: u64,
     /// 99th percentile latency in ms, from the due time.
     pub p99_ms: f64,
-    /// Share of 429 answers.
+    /// Share of 429 responses.
     pub rate_429: f64,
     /// Share of requests that were not `ok`.
     pub error_rate: f64,

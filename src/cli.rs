@@ -56,7 +56,7 @@ pub struct CapacityArgs {
     /// How long each step sends, such as 10s.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub step_duration: crate::units::TextDuration,
-    /// The most requests in flight in each step (default: the scenario's max_in_flight, else 100).
+    /// The maximum number of requests in flight in each step (default: the scenario's max_in_flight, else 100).
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<u32>,
     /// Write the reports to this folder instead of reports/<scenario>-<UTC time>.

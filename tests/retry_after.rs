@@ -65,7 +65,7 @@ async fn retries_until_every_request_is_ok() {
     assert_eq!(row["ratelimit_limit"], "4");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains(&format!("{retries} retries after 429 answers")),
+        stdout.contains(&format!("{retries} retries after 429 responses")),
         "{stdout}"
     );
 }

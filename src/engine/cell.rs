@@ -67,7 +67,7 @@ pub struct CellResult {
     pub started_at: SystemTime,
     /// The time requests were being sent: the duration, or less when the cell ended early.
     pub send_window: Duration,
-    /// From start until the last answer.
+    /// From the start until the last response.
     pub elapsed: Duration,
     /// Everything recorded.
     pub total: Tally,

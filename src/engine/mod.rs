@@ -32,7 +32,7 @@ use transport::Endpoint;
 pub struct RunOptions {
     /// The report folder; `None` makes `reports/<scenario>-<UTC time>`.
     pub out: Option<PathBuf>,
-    /// The folder that holds report folders when `out` is not given.
+    /// The parent folder of report folders when `out` is not given.
     pub reports_root: PathBuf,
     /// No progress bars.
     pub quiet: bool,

@@ -1,5 +1,5 @@
 //! The one worker loop that both load models share: take a ticket from the pacing strategy,
-//! render and send the request, classify the answer, record it in the worker's own tally.
+//! render and send the request, classify the response, record it in the worker's own tally.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,7 @@ use crate::metrics::{ErrorDetail, Outcome, Tally};
 use crate::scenario::CompiledVariant;
 use crate::template::RenderContext;
 
-/// Response headers kept with 403 and 429 answers to explain a refusal.
+/// Response headers kept with 403 and 429 responses to explain a refusal.
 const RATE_LIMIT_HEADERS: [&str; 10] = [
     "inin-ratelimit-allowed",
     "inin-ratelimit-count",
@@ -94,7 +94,7 @@ pub struct CellShared {
     pub timeout: Duration,
     /// The number of workers.
     pub workers: u32,
-    /// The retry policy for 429 answers.
+    /// The retry policy for 429 responses.
     pub retry: RetryPolicy,
 }
 
@@ -103,9 +103,9 @@ pub struct CellShared {
 pub struct RetryPolicy {
     /// Whether to wait and send again.
     pub enabled: bool,
-    /// The most retries of one request.
+    /// The maximum number of retries of one request.
     pub max_retries: u32,
-    /// The longest single wait.
+    /// The maximum wait before one retry.
     pub max_wait: Duration,
 }
 

@@ -18,7 +18,7 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("the bounds are valid")
 }
 
-/// What a response or error said about why a request failed.
+/// The reason a request failed, from its response or its error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorDetail {
     /// The HTTP status, 0 when there was no response.
@@ -74,7 +74,7 @@ pub struct Tally {
     pub errors_unsampled: u64,
     /// When the latest request was sent.
     pub last_sent: Option<tokio::time::Instant>,
-    /// Extra attempts made after 429 answers with `on_429 = "retry-after"`.
+    /// Extra attempts made after 429 responses with `on_429 = "retry-after"`.
     pub retries: u64,
     /// Rate limits the server announced.
     pub rate_limit: RateLimitSeen,

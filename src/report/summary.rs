@@ -26,17 +26,17 @@ pub struct SummaryRow {
     pub duration_s: f64,
     /// Requests with an outcome: the sum of the outcome columns.
     pub requests: u64,
-    /// 2xx answers.
+    /// 2xx responses.
     pub ok: u64,
-    /// 403 answers.
+    /// 403 responses.
     pub forbidden: u64,
-    /// 429 answers.
+    /// 429 responses.
     pub throttled: u64,
-    /// Other 4xx answers.
+    /// Other 4xx responses.
     pub client_error: u64,
-    /// 5xx answers.
+    /// 5xx responses.
     pub server_error: u64,
-    /// Requests without a complete answer within the timeout.
+    /// Requests without a complete response within the timeout.
     pub timeout: u64,
     /// Refused, reset or closed connections.
     pub connect_error: u64,
@@ -44,9 +44,9 @@ pub struct SummaryRow {
     pub other_error: u64,
     /// Open model: requests skipped because every slot was busy (not in `requests`).
     pub dropped: u64,
-    /// Share of requests answered 403, from 0 to 1.
+    /// Share of requests with a 403 response, from 0 to 1.
     pub rate_403: f64,
-    /// Share of requests answered 429, from 0 to 1.
+    /// Share of requests with a 429 response, from 0 to 1.
     pub rate_429: f64,
     /// Mean request body size in bytes.
     pub req_bytes_mean: f64,
@@ -88,7 +88,7 @@ pub struct SummaryRow {
     pub interrupted: bool,
     /// `pass`, `fail: ` with the failed thresholds, or empty without thresholds.
     pub verdict: String,
-    /// Extra attempts after 429 answers (`on_429 = "retry-after"`), not in `requests`.
+    /// Extra attempts after 429 responses (`on_429 = "retry-after"`), not in `requests`.
     pub retries: u64,
     /// The largest rate limit the server announced in its headers.
     pub ratelimit_limit: Option<u64>,

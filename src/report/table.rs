@@ -97,7 +97,7 @@ pub fn render(rows: &[SummaryRow]) -> String {
     if rows.iter().any(|row| row.retries > 0) {
         let retries: u64 = rows.iter().map(|row| row.retries).sum();
         out.push_str(&format!(
-            "{retries} retries after 429 answers (not counted as requests)\n"
+            "{retries} retries after 429 responses (not counted as requests)\n"
         ));
     }
     if rows.iter().any(|row| row.interrupted) {

@@ -25,15 +25,15 @@ pub struct TimeseriesRow<'a> {
     pub time: String,
     /// Requests with an outcome in this interval.
     pub requests: u64,
-    /// 2xx answers.
+    /// 2xx responses.
     pub ok: u64,
-    /// 403 answers.
+    /// 403 responses.
     pub forbidden: u64,
-    /// 429 answers.
+    /// 429 responses.
     pub throttled: u64,
-    /// Other 4xx answers.
+    /// Other 4xx responses.
     pub client_error: u64,
-    /// 5xx answers.
+    /// 5xx responses.
     pub server_error: u64,
     /// Timeouts.
     pub timeout: u64,

@@ -54,7 +54,7 @@ pub struct LoadedScenario {
     pub scenario: Scenario,
     /// The scenario file.
     pub path: PathBuf,
-    /// The text after `--set` overrides and before `${NAME}` expansion, so it holds no secret.
+    /// The text after `--set` overrides and before `${NAME}` expansion, so it contains no secret.
     pub text: String,
 }
 

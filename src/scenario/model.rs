@@ -160,7 +160,7 @@ pub enum OnSaturation {
     Drop,
 }
 
-/// What a worker does after a 429 answer.
+/// What a worker does after a 429 response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum On429 {

@@ -17,7 +17,7 @@ use crate::thresholds::{self, Threshold};
 /// The default `max_in_flight` of the open model.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
 
-/// The most workers or in-flight requests one cell may ask for.
+/// The maximum number of workers or in-flight requests in one cell.
 pub const MAX_WORKERS: u32 = 100_000;
 
 /// A variant with its path, headers and body compiled.
@@ -49,7 +49,7 @@ pub enum LoadPoint {
     Open {
         /// Requests per second.
         rate: f64,
-        /// The most requests outstanding at once.
+        /// The maximum number of requests outstanding at once.
         max_in_flight: u32,
     },
 }
@@ -211,7 +211,7 @@ fn check_auth(scenario: &Scenario, problems: &mut Problems<'_>) {
             client_id,
             ..
         } => {
-            // The target is not known yet for `embedded`, so any base URL stands in for it.
+            // The target is not known yet for `embedded`, so a placeholder base URL replaces it.
             let url = token_url.replace("{target}", "http://127.0.0.1");
             let valid = url.parse::<http::Uri>().is_ok_and(|uri| {
                 matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
