@@ -22,6 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use super::app::{self, Shared};
+use super::observe::serve_request;
+
 /// Time that open connections get to finish their responses after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept, such as one for too many open files, before the next try.
@@ -109,10 +112,11 @@ impl AsyncWrite for ResettableStream {
 /// connections `SHUTDOWN_GRACE` to finish before aborting them.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    router: Router,
-    header_read_timeout: Duration,
+    shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let router = TowerToHyperService::new(app::router(shared.clone()));
+    let header_read_timeout = shared.config.header_read_timeout.0;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -123,8 +127,13 @@ pub(crate) async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let task = serve_connection(stream, router.clone(), builder.clone(), shutdown.clone());
-                    connections.spawn(task);
+                    let connection = Connection {
+                        shared: shared.clone(),
+                        router: router.clone(),
+                        builder: builder.clone(),
+                        shutdown: shutdown.clone(),
+                    };
+                    connections.spawn(connection.serve(stream));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "failed to accept a connection; retrying");
@@ -149,44 +158,53 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Serves one connection until the client closes it, a handler requests a reset, or a
-/// shutdown finishes it gracefully.
-async fn serve_connection(
-    stream: TcpStream,
-    router: Router,
+/// Shared handles that each connection task gets besides its stream.
+struct Connection {
+    shared: Arc<Shared>,
+    router: TowerToHyperService<Router>,
     builder: Arc<http1::Builder>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "failed to set TCP_NODELAY");
-    }
-    let control = Arc::new(ConnectionControl::default());
-    let io = TokioIo::new(ResettableStream {
-        stream,
-        control: control.clone(),
-    });
-    let inner = TowerToHyperService::new(router);
-    let request_control = control.clone();
-    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(request_control.clone());
-        hyper::service::Service::call(&inner, request)
-    });
-    let connection = builder.serve_connection(io, service);
-    tokio::pin!(connection);
-    let mut shutting_down = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    // Malformed requests, header timeouts and client hang-ups end up here.
-                    tracing::debug!(%error, "connection ended with an error");
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Serves one connection until the client closes it, a handler requests a reset, or a
+    /// shutdown finishes it gracefully.
+    async fn serve(mut self, stream: TcpStream) {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "failed to set TCP_NODELAY");
+        }
+        let control = Arc::new(ConnectionControl::default());
+        let io = TokioIo::new(ResettableStream {
+            stream,
+            control: control.clone(),
+        });
+        let (shared, router, request_control) =
+            (self.shared.clone(), self.router.clone(), control.clone());
+        let service = service_fn(move |request: hyper::Request<Incoming>| {
+            serve_request(
+                shared.clone(),
+                router.clone(),
+                request_control.clone(),
+                request,
+            )
+        });
+        let connection = self.builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        // Malformed requests, header timeouts and client hang-ups end up here.
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    break;
                 }
-                break;
-            }
-            _ = control.notify.notified() => break,
-            _ = shutdown.changed(), if !shutting_down => {
-                shutting_down = true;
-                connection.as_mut().graceful_shutdown();
+                _ = control.notify.notified() => break,
+                _ = self.shutdown.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    connection.as_mut().graceful_shutdown();
+                }
             }
         }
     }
