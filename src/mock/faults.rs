@@ -90,6 +90,11 @@ impl Faults {
             + self.latency.per_kib.0.mul_f64(kib)
     }
 
+    /// Returns whether stalls are configured, so that callers can skip reading the clock.
+    pub(crate) fn has_stalls(&self) -> bool {
+        !self.stall_every.is_zero()
+    }
+
     /// Returns when a response ready at `now` may be sent: the end of the stall window that
     /// contains `now`, or `None` outside stall windows.
     pub(crate) fn stall_until(&self, now: Instant) -> Option<Instant> {

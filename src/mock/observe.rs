@@ -49,7 +49,12 @@ pub(crate) async fn serve_request(
     };
 
     if let Some(endpoint) = endpoint {
-        if let Some(until) = shared.faults.stall_until(tokio::time::Instant::now()) {
+        let stall_end = shared
+            .faults
+            .has_stalls()
+            .then(|| shared.faults.stall_until(tokio::time::Instant::now()))
+            .flatten();
+        if let Some(until) = stall_end {
             // Boxed because a timer is large and most responses do not wait.
             Box::pin(tokio::time::sleep_until(until)).await;
         }

@@ -4,8 +4,9 @@
 //! a handler can make its connection close abruptly (an injected reset) and so that the
 //! header read timeout is configurable.
 
+use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -19,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::app::{self, Shared};
@@ -31,18 +32,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// Lets a handler ask for its connection to be reset. Each request carries its connection's
-/// control as an extension.
+/// control.
+///
+/// Handlers run inside the connection task's poll of the hyper connection, so the task checks
+/// the flag after each poll and needs no wakeup.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionControl {
     reset: AtomicBool,
-    notify: Notify,
 }
 
 impl ConnectionControl {
-    /// Signals the connection task to drop the connection with a TCP reset and no response.
+    /// Asks the connection task to drop the connection with a TCP reset and no response.
     pub(crate) fn request_reset(&self) {
         self.reset.store(true, Ordering::Release);
-        self.notify.notify_one();
     }
 
     fn is_reset(&self) -> bool {
@@ -188,23 +190,54 @@ impl Connection {
                 request,
             )
         });
-        let connection = self.builder.serve_connection(io, service);
-        tokio::pin!(connection);
-        let mut shutting_down = false;
-        loop {
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        // Malformed requests, header timeouts and client hang-ups end up here.
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                    break;
-                }
-                _ = control.notify.notified() => break,
-                _ = self.shutdown.changed(), if !shutting_down => {
-                    shutting_down = true;
-                    connection.as_mut().graceful_shutdown();
-                }
+        let connection = pin!(self.builder.serve_connection(io, service));
+        drive(connection, &control, &mut self.shutdown).await;
+    }
+}
+
+/// Event that ends one wait in [`drive`].
+enum ConnectionEvent {
+    Closed(Result<(), hyper::Error>),
+    Reset,
+    Shutdown,
+}
+
+/// Polls `connection` until it closes or a handler requests a reset, and starts a graceful
+/// close when `shutdown` changes.
+async fn drive<S>(
+    mut connection: Pin<&mut http1::Connection<TokioIo<ResettableStream>, S>>,
+    control: &ConnectionControl,
+    shutdown: &mut watch::Receiver<bool>,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = axum::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut shutdown_changed = pin!(shutdown.changed());
+    let mut shutting_down = false;
+    loop {
+        let event = poll_fn(|context| {
+            if let Poll::Ready(result) = connection.as_mut().poll(context) {
+                return Poll::Ready(ConnectionEvent::Closed(result));
+            }
+            if control.is_reset() {
+                return Poll::Ready(ConnectionEvent::Reset);
+            }
+            if !shutting_down && shutdown_changed.as_mut().poll(context).is_ready() {
+                return Poll::Ready(ConnectionEvent::Shutdown);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            ConnectionEvent::Closed(Err(error)) => {
+                // Malformed requests, header timeouts and client hang-ups end up here.
+                tracing::debug!(%error, "connection ended with an error");
+                break;
+            }
+            ConnectionEvent::Closed(Ok(())) | ConnectionEvent::Reset => break,
+            ConnectionEvent::Shutdown => {
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
             }
         }
     }
