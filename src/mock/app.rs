@@ -100,7 +100,7 @@ impl ApiError {
     }
 }
 
-/// Builds the router with every route and the observing layer.
+/// Builds the router with every route. `observe::serve_request` wraps it.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/oauth/token", post(auth::token))
@@ -120,7 +120,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Request extension that `observe::serve_request` adds to every request before routing.
+/// Per-request context from `observe::serve_request`, passed to the execute handler directly
+/// and to the router's handlers as a request extension.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestContext {
     pub(crate) correlation: CorrelationId,

@@ -306,6 +306,16 @@ mod tests {
     }
 
     #[test]
+    fn table_round_trips_through_toml() {
+        let mut config = MockConfig::default();
+        config.latency.jitter = "5ms".parse().unwrap();
+        config.error_rate = 0.25;
+        let text = toml::to_string(&config).unwrap();
+        let back: MockConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, config, "{text}");
+    }
+
+    #[test]
     fn table_rejects_unknown_field() {
         let error = toml::from_str::<MockConfig>("rate = \"5/1s\"").unwrap_err();
         assert!(error.to_string().contains("rate"), "{error}");

@@ -70,14 +70,14 @@ impl RateLimit {
                 let count = allowed.saturating_sub(state.remaining_burst_capacity());
                 Ok(Window {
                     count,
-                    reset_seconds: ceil_seconds(interval * count),
+                    reset_seconds: ceil_seconds(interval.saturating_mul(count)),
                 })
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.limiter.clock().now());
                 // The window is empty again once the next request is due plus the rest of a
                 // burst.
-                let empty = wait + interval * (allowed - 1);
+                let empty = wait.saturating_add(interval.saturating_mul(allowed - 1));
                 Err(Rejection {
                     window: Window {
                         count: allowed,

@@ -142,7 +142,11 @@ pub(crate) async fn accept_loop(
                     tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(error) = joined {
+                    tracing::error!(%error, "a connection task failed");
+                }
+            }
             _ = shutdown.changed() => break,
         }
     }
