@@ -25,6 +25,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 cargo build --release --quiet
+BINARY="${CARGO_TARGET_DIR:-target}/release/volley"
 
 # Pin the mock and wrk to different cores when there are two, so they do not compete.
 MOCK_PIN=()
@@ -35,7 +36,7 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 fi
 
 OUT="$(mktemp)"
-"${MOCK_PIN[@]}" target/release/volley mock --listen 127.0.0.1:0 --rate-limit 100000000/1s \
+"${MOCK_PIN[@]}" "$BINARY" mock --listen 127.0.0.1:0 --rate-limit 100000000/1s \
   >"$OUT" 2>/dev/null &
 MOCK_PID=$!
 trap 'kill "$MOCK_PID" 2>/dev/null || true; wait "$MOCK_PID" 2>/dev/null || true; rm -f "$OUT"' EXIT
