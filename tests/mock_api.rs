@@ -321,6 +321,19 @@ async fn both_execute_paths_respond() {
 }
 
 #[tokio::test]
+async fn execute_decodes_percent_escaped_action() {
+    let server = start(|config| config.actions = vec!["send sms".to_string()]).await;
+    let client = client();
+    let token = fetch_token(&client, &server).await;
+    let body = serde_json::to_vec(&body_for(DEMO_HOME_ORG)).unwrap();
+    let path = "/api/v2/data/actions/send%20sms/execute";
+    let response = execute_raw(&client, &server, path, Some(&token), None, body).await;
+    assert_eq!(response.status(), 200);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["actionId"], "send sms");
+}
+
+#[tokio::test]
 async fn unknown_route_gets_404_with_headers() {
     let server = start(|_| {}).await;
     let client = client();

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::Extension;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::app::{ApiError, CorrelationId, Shared};
+use super::app::{ApiError, RequestContext, Shared};
 
 /// Number of execute requests the log keeps. Older ones are dropped first.
 pub(crate) const REQUEST_LOG_CAPACITY: usize = 1000;
@@ -41,30 +41,47 @@ pub struct RecordedRequest {
     pub status: Option<u16>,
 }
 
-impl RecordedRequest {
+/// One execute request as the handler records it: cheap to build on every request and
+/// turned into a [`RecordedRequest`] only when `GET /mock/requests` reads it.
+pub(crate) struct RequestRecord {
+    method: Method,
+    path: String,
+    /// Header lines `name: value\n` with credentials redacted, in one allocation and not yet
+    /// checked for UTF-8.
+    header_lines: Vec<u8>,
+    body: Option<Vec<u8>>,
+    body_truncated: bool,
+    /// Status of the response, or `None` for a reset connection.
+    pub(crate) status: Option<u16>,
+}
+
+impl RequestRecord {
     pub(crate) fn new(parts: &Parts) -> Self {
-        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        let length: usize = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 3)
+            .sum();
+        let mut header_lines = Vec::with_capacity(length);
         for (name, value) in &parts.headers {
-            let text = match name.as_str() {
-                "authorization" | "proxy-authorization" => REDACTED.to_string(),
-                _ => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            };
-            headers
-                .entry(name.as_str().to_string())
-                .and_modify(|joined| {
-                    joined.push_str(", ");
-                    joined.push_str(&text);
-                })
-                .or_insert(text);
+            header_lines.extend_from_slice(name.as_str().as_bytes());
+            header_lines.extend_from_slice(b": ");
+            match name.as_str() {
+                "authorization" | "proxy-authorization" => {
+                    header_lines.extend_from_slice(REDACTED.as_bytes())
+                }
+                _ => header_lines.extend_from_slice(value.as_bytes()),
+            }
+            header_lines.push(b'\n');
         }
         let path = parts
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path().to_string(), ToString::to_string);
-        RecordedRequest {
-            method: parts.method.to_string(),
+        RequestRecord {
+            method: parts.method.clone(),
             path,
-            headers,
+            header_lines,
             body: None,
             body_truncated: false,
             status: None,
@@ -73,14 +90,41 @@ impl RecordedRequest {
 
     pub(crate) fn set_body(&mut self, body: &[u8]) {
         let kept = &body[..body.len().min(RECORDED_BODY_LIMIT)];
-        self.body = Some(String::from_utf8_lossy(kept).into_owned());
+        self.body = Some(kept.to_vec());
         self.body_truncated = kept.len() < body.len();
+    }
+
+    fn to_recorded(&self) -> RecordedRequest {
+        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        // Header values cannot contain line breaks, so each line is one header.
+        for line in String::from_utf8_lossy(&self.header_lines).lines() {
+            // Header names cannot contain ':', so the first ": " ends the name.
+            let (name, value) = line.split_once(": ").unwrap_or((line, ""));
+            headers
+                .entry(name.to_string())
+                .and_modify(|joined| {
+                    joined.push_str(", ");
+                    joined.push_str(value);
+                })
+                .or_insert_with(|| value.to_string());
+        }
+        RecordedRequest {
+            method: self.method.to_string(),
+            path: self.path.clone(),
+            headers,
+            body: self
+                .body
+                .as_deref()
+                .map(|body| String::from_utf8_lossy(body).into_owned()),
+            body_truncated: self.body_truncated,
+            status: self.status,
+        }
     }
 }
 
 /// The last `REQUEST_LOG_CAPACITY` execute requests, oldest first.
 pub(crate) struct RequestLog {
-    entries: Mutex<VecDeque<RecordedRequest>>,
+    entries: Mutex<VecDeque<RequestRecord>>,
 }
 
 impl RequestLog {
@@ -90,7 +134,7 @@ impl RequestLog {
         }
     }
 
-    pub(crate) fn push(&self, request: RecordedRequest) {
+    pub(crate) fn push(&self, request: RequestRecord) {
         let mut entries = self
             .entries
             .lock()
@@ -108,7 +152,11 @@ impl RequestLog {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         let skip = entries.len().saturating_sub(limit);
-        entries.iter().skip(skip).cloned().collect()
+        entries
+            .iter()
+            .skip(skip)
+            .map(RequestRecord::to_recorded)
+            .collect()
     }
 
     fn clear(&self) {
@@ -135,7 +183,7 @@ pub(crate) struct RequestsQuery {
 /// Returns the newest logged execute requests as a JSON array, oldest first.
 pub(crate) async fn requests(
     State(shared): State<Arc<Shared>>,
-    Extension(correlation): Extension<CorrelationId>,
+    Extension(context): Extension<RequestContext>,
     query: Result<Query<RequestsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let limit = match query {
@@ -146,7 +194,7 @@ pub(crate) async fn requests(
                 rejection.body_text()
             );
             return ApiError::new(StatusCode::BAD_REQUEST, "bad.request", message)
-                .into_response(correlation);
+                .into_response(context.correlation);
         }
     };
     axum::Json(shared.requests.last(limit)).into_response()

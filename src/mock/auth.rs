@@ -15,8 +15,9 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use serde::Deserialize;
 
-use super::app::{ApiError, CorrelationId, Shared, read_body};
-use super::config::ClientConfig;
+use super::app::{ApiError, RequestContext, Shared};
+use super::body::read_body;
+use super::client::ClientConfig;
 use super::stats::Endpoint;
 
 /// Expired tokens stay known this long, so that they get `credentials.expired` rather than
@@ -110,7 +111,7 @@ struct TokenForm {
 /// `client_credentials` grant.
 pub(crate) async fn token(
     State(shared): State<Arc<Shared>>,
-    Extension(correlation): Extension<CorrelationId>,
+    Extension(context): Extension<RequestContext>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
@@ -118,7 +119,7 @@ pub(crate) async fn token(
     let timeout = shared.config.header_read_timeout.0;
     let bytes = match read_body(&parts.headers, body, limit, timeout).await {
         Ok(bytes) => bytes,
-        Err(error) => return ApiError::from(error).into_response(correlation),
+        Err(error) => return ApiError::from(error).into_response(context.correlation),
     };
     let counters = shared.stats.endpoint(Endpoint::Token);
     counters.count_bytes(bytes.len());
@@ -154,7 +155,7 @@ pub(crate) async fn token(
     let (token, entry) = shared.tokens.issue(client);
     if entry.id % SWEEP_EVERY == SWEEP_EVERY - 1 {
         let removed = shared.tokens.sweep();
-        shared.limiter.retain_recent();
+        shared.rate_limit.retain_recent();
         tracing::debug!(removed, "swept expired access tokens");
     }
     let body = serde_json::json!({

@@ -8,78 +8,86 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use governor::clock::Clock;
-use serde_json::Value;
 
-use super::admin::RecordedRequest;
-use super::app::{ApiError, CorrelationId, Shared, read_body, set_ratelimit_headers};
-use super::auth::{TokenEntry, authenticate_bearer};
-use super::config::ClientConfig;
+use super::admin::RequestRecord;
+use super::app::{ApiError, CorrelationId, RequestContext, Shared};
+use super::auth::authenticate_bearer;
+use super::body::read_body;
 use super::faults::{Draw, Fault};
-use super::server::ConnectionControl;
+use super::org::{check_org, scan_body};
 use super::stats::Endpoint;
 
-/// Header that names the organization a request acts for.
-const ORG_HEADER: &str = "x-genesys-org-id";
-
-/// Handles an execute request, or resets its connection when the fault injector draws a reset.
+/// Passes an execute request that came through the router to [`handle`].
+///
+/// The route exists so that other methods on the execute paths get 405. Because
+/// `observe::serve_request` sends POST requests to [`handle`] directly, this handler runs only
+/// for a path that the router matches but that shortcut does not.
 pub(crate) async fn execute(
     State(shared): State<Arc<Shared>>,
-    Extension(correlation): Extension<CorrelationId>,
-    connection: Option<Extension<Arc<ConnectionControl>>>,
+    Extension(context): Extension<RequestContext>,
     request: Request,
 ) -> Response {
-    let (mut parts, body) = request.into_parts();
-    let mut record = RecordedRequest::new(&parts);
+    handle(&shared, &context, request).await
+}
+
+/// Handles an execute request, or resets its connection when the fault injector draws a reset.
+pub(crate) async fn handle(
+    shared: &Shared,
+    context: &RequestContext,
+    request: Request,
+) -> Response {
+    let correlation = context.correlation;
+    let (parts, body) = request.into_parts();
+    let mut record = RequestRecord::new(&parts);
     let draw = shared.faults.draw();
-    let (response, delay) = match draw.fault {
-        Fault::Reset => match connection {
-            Some(Extension(control)) => {
-                shared.stats.endpoint(Endpoint::Execute).count_reset();
-                shared.requests.push(record);
-                control.request_reset();
-                // The connection task drops this future together with the connection.
-                return std::future::pending().await;
-            }
-            None => (reset_unavailable(correlation), Duration::ZERO),
-        },
+    let result = match draw.fault {
+        Fault::Reset => {
+            shared.stats.endpoint(Endpoint::Execute).count_reset();
+            shared.requests.push(record);
+            context.connection.request_reset();
+            // The connection task drops this future together with the connection.
+            return std::future::pending().await;
+        }
         Fault::ServerError => {
             let message = "injected server error (error_rate)";
-            let error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal.error", message);
-            (error.into_response(correlation), Duration::ZERO)
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal.error",
+                message,
+            ))
         }
-        Fault::None => match check(&shared, &mut parts, body, draw, correlation, &mut record).await
-        {
-            Ok((response, delay)) => (response, delay),
-            Err(error) => (error.into_response(correlation), Duration::ZERO),
-        },
+        Fault::None => check(shared, &parts, body, draw, correlation, &mut record).await,
     };
+    let (response, delay) =
+        result.unwrap_or_else(|error| (error.into_response(correlation), Duration::ZERO));
     record.status = Some(response.status().as_u16());
     shared.requests.push(record);
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        // Boxed because a timer is large and responses without configured latency do not wait.
+        Box::pin(tokio::time::sleep(delay)).await;
     }
     response
 }
 
-/// Runs the checks in order and returns the success response with its delay.
+/// Runs the checks in order and returns the response with its delay.
 ///
 /// Rate-limit and organization errors come back as responses inside `Ok`, because they carry
-/// the rate-limit headers of the charged request. Earlier errors come back as `Err`.
+/// the rate-limit headers of the charged request. Earlier errors come back as `Err`. Only the
+/// body read awaits, which keeps this future small.
 async fn check(
     shared: &Shared,
-    parts: &mut Parts,
+    parts: &Parts,
     body: axum::body::Body,
     draw: Draw,
     correlation: CorrelationId,
-    record: &mut RecordedRequest,
+    record: &mut RequestRecord,
 ) -> Result<(Response, Duration), ApiError> {
     let token = authenticate_bearer(shared, &parts.headers)?;
-    let action_id = action_id(parts, shared).await?;
+    let action_id = configured_action(shared, parts.uri.path())?;
     let limit = shared.config.body_limit;
     let timeout = shared.config.header_read_timeout.0;
     let bytes = read_body(&parts.headers, body, limit, timeout).await?;
@@ -88,144 +96,108 @@ async fn check(
         .endpoint(Endpoint::Execute)
         .count_bytes(bytes.len());
     record.set_body(&bytes);
-    let input: Value = serde_json::from_slice(&bytes).map_err(|error| {
+    let body_org = scan_body(&bytes).map_err(|error| {
         let message = format!("the request body is not valid JSON: {error}");
         ApiError::new(StatusCode::BAD_REQUEST, "bad.request", message)
     })?;
 
-    let mut headers = HeaderMap::new();
-    let charged = charge_rate_limit(shared, &token, &mut headers);
+    let outcome = shared.rate_limit.charge(token.id);
     let client = &shared.config.clients[token.client];
-    let org_id = match charged.and_then(|()| check_org(shared, client, &parts.headers, &input)) {
-        Ok(org_id) => org_id,
-        Err(error) => {
-            let response = with_headers(error.into_response(correlation), headers);
-            return Ok((response, Duration::ZERO));
-        }
+    let require_body_org_id = shared.config.require_body_org_id;
+    let checked = match &outcome {
+        Ok(_) => check_org(client, &parts.headers, &body_org, require_body_org_id),
+        Err(rejection) => Err(shared.rate_limit.rejection_error(rejection)),
     };
-    let result = serde_json::json!({
-        "actionId": action_id,
-        "orgId": org_id,
-        "input": input,
-    });
-    let response = with_headers(axum::Json(result).into_response(), headers);
-    Ok((response, shared.faults.latency(draw, bytes.len())))
+    let (mut response, delay) = match checked {
+        Ok(org_id) => {
+            let delay = shared.faults.latency(draw, bytes.len());
+            (success_response(action_id, org_id, &bytes), delay)
+        }
+        Err(error) => (error.into_response(correlation), Duration::ZERO),
+    };
+    shared
+        .rate_limit
+        .set_headers(response.headers_mut(), &outcome);
+    Ok((response, delay))
 }
 
-/// Returns the action id from the path if the action is configured.
-async fn action_id(parts: &mut Parts, shared: &Shared) -> Result<String, ApiError> {
-    let not_found = |action: &str| {
-        let message = format!("data action \"{action}\" not found");
-        ApiError::new(StatusCode::NOT_FOUND, "not.found", message)
-    };
-    let Path(action_id) = Path::<String>::from_request_parts(parts, &())
-        .await
-        .map_err(|_| not_found("(not valid UTF-8)"))?;
-    if shared.actions.contains(&action_id) {
-        Ok(action_id)
-    } else {
-        Err(not_found(&action_id))
+/// Returns the configured action that the execute path names, percent-decoded.
+fn configured_action<'a>(shared: &'a Shared, path: &str) -> Result<&'a str, ApiError> {
+    let segment = path
+        .strip_suffix("/execute")
+        .and_then(|rest| rest.rsplit_once('/'))
+        .map_or("", |(_, segment)| segment);
+    let decoded = percent_decode(segment);
+    let action = decoded.as_deref().and_then(|name| shared.actions.get(name));
+    match action {
+        Some(action) => Ok(action.as_str()),
+        None => {
+            let shown = decoded.unwrap_or_else(|| segment.to_string());
+            let message = format!("data action \"{shown}\" not found");
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not.found", message))
+        }
     }
 }
 
-/// Charges one request to the token's rate limit and fills the `inin-ratelimit-*` headers.
+/// Decodes `%XX` escapes of a path segment. Returns `None` for a bad escape or bytes that
+/// are not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    if !segment.contains('%') {
+        return Some(segment.to_string());
+    }
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = bytes.get(index + 1..index + 3)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            decoded.push(u8::from_str_radix(text, 16).ok()?);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// Builds the 200 response `{"actionId","orgId","input"}`.
 ///
-/// On rejection the response is 429 with `Retry-After` in whole seconds, rounded up.
-fn charge_rate_limit(
-    shared: &Shared,
-    token: &TokenEntry,
-    headers: &mut HeaderMap,
-) -> Result<(), ApiError> {
-    let rate = shared.config.rate_limit;
-    let allowed = rate.count.get();
-    match shared.limiter.check_key(&token.id) {
-        Ok(state) => {
-            let used = allowed.saturating_sub(state.remaining_burst_capacity());
-            let reset = ceil_seconds(rate.interval() * used);
-            set_ratelimit_headers(headers, used, allowed, reset);
-            Ok(())
-        }
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(shared.limiter.clock().now());
-            // The bucket is full again once the next request is due plus the rest of a burst.
-            let full = wait + rate.interval() * (allowed - 1);
-            set_ratelimit_headers(headers, allowed, allowed, ceil_seconds(full));
-            let retry_after = ceil_seconds(wait).max(1);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            let message =
-                format!("rate limit of {rate} per access token exceeded: retry in {retry_after} s");
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too.many.requests",
-                message,
-            ))
-        }
-    }
+/// The body is copied into `input` as it arrived, which is safe because it passed the JSON
+/// check, and which saves parsing it into a `serde_json::Value` and serializing it again.
+fn success_response(action_id: &str, org_id: &str, body: &[u8]) -> Response {
+    let mut json = Vec::with_capacity(body.len() + action_id.len() + org_id.len() + 40);
+    json.extend_from_slice(b"{\"actionId\":");
+    // serde_json fails only on I/O errors, and writing to a Vec has none.
+    let _ = serde_json::to_writer(&mut json, action_id);
+    json.extend_from_slice(b",\"orgId\":");
+    let _ = serde_json::to_writer(&mut json, org_id);
+    json.extend_from_slice(b",\"input\":");
+    json.extend_from_slice(body);
+    json.push(b'}');
+    let content_type = HeaderValue::from_static("application/json");
+    ([(header::CONTENT_TYPE, content_type)], json).into_response()
 }
 
-/// Applies the organization rule and returns the organization the request acts for.
-///
-/// The target is the `x-genesys-org-id` header, or the client's home organization without
-/// it. The client must be allowed to act for the target, and when `require_body_org_id` is
-/// on, the body's `org_id` must name the target.
-fn check_org(
-    shared: &Shared,
-    client: &ClientConfig,
-    headers: &HeaderMap,
-    input: &Value,
-) -> Result<String, ApiError> {
-    let forbidden =
-        |message: String| ApiError::new(StatusCode::FORBIDDEN, "not.authorized", message);
-    let (target, source) = match headers.get(ORG_HEADER) {
-        Some(value) => {
-            let value = value
-                .to_str()
-                .map_err(|_| forbidden(format!("the {ORG_HEADER} header is not valid text")))?;
-            (value.trim(), "the x-genesys-org-id header")
-        }
-        None => (client.home_org.as_str(), "the client's home organization"),
-    };
-    if !client.may_act_for(target) {
-        return Err(forbidden(format!(
-            "client \"{}\" may not act for organization {target}",
-            client.id
-        )));
-    }
-    if !shared.config.require_body_org_id {
-        return Ok(target.to_string());
-    }
-    match input.get("org_id") {
-        None => Err(forbidden(format!(
-            "the request body has no org_id: add \"org_id\": \"{target}\" ({source})"
-        ))),
-        Some(Value::String(org_id)) if org_id.eq_ignore_ascii_case(target) => {
-            Ok(target.to_string())
-        }
-        Some(Value::String(org_id)) => Err(forbidden(format!(
-            "the body's org_id {org_id} does not match organization {target} ({source})"
-        ))),
-        Some(other) => Err(forbidden(format!(
-            "the body's org_id must be a string naming organization {target}, not {other}"
-        ))),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn ceil_seconds(duration: Duration) -> u64 {
-    let seconds = duration.as_secs();
-    if duration.subsec_nanos() > 0 {
-        seconds + 1
-    } else {
-        seconds
+    #[test]
+    fn percent_decode_handles_escapes() {
+        assert_eq!(
+            percent_decode("demo-action").as_deref(),
+            Some("demo-action")
+        );
+        assert_eq!(percent_decode("a%20b%2F").as_deref(), Some("a b/"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("%FF"), None);
+        assert_eq!(percent_decode("%+1"), None);
     }
-}
-
-fn with_headers(mut response: Response, headers: HeaderMap) -> Response {
-    response.headers_mut().extend(headers);
-    response
-}
-
-fn reset_unavailable(correlation: CorrelationId) -> Response {
-    let message = "injected reset (reset_rate) is not possible outside volley's own server";
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal.error", message)
-        .into_response(correlation)
 }

@@ -85,9 +85,20 @@ impl Faults {
     /// Returns the delay of a successful response to a request with `body_len` body bytes.
     pub(crate) fn latency(&self, draw: Draw, body_len: usize) -> Duration {
         let kib = body_len as f64 / 1024.0;
-        self.latency.base.0
-            + self.latency.jitter.0.mul_f64(draw.jitter_share)
-            + self.latency.per_kib.0.mul_f64(kib)
+        // Saturating, because huge configured durations must not overflow and panic.
+        let scale = |duration: Duration, factor: f64| {
+            Duration::try_from_secs_f64(duration.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+        };
+        self.latency
+            .base
+            .0
+            .saturating_add(scale(self.latency.jitter.0, draw.jitter_share))
+            .saturating_add(scale(self.latency.per_kib.0, kib))
+    }
+
+    /// Returns whether stalls are configured, so that callers can skip reading the clock.
+    pub(crate) fn has_stalls(&self) -> bool {
+        !self.stall_every.is_zero()
     }
 
     /// Returns when a response ready at `now` may be sent: the end of the stall window that
@@ -111,6 +122,7 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::TextDuration;
 
     fn faults(change: impl FnOnce(&mut MockConfig)) -> Faults {
         let mut config = MockConfig::default();
@@ -178,6 +190,16 @@ mod tests {
             jitter_share: 0.5,
         };
         assert_eq!(faults.latency(draw, 2048), Duration::from_millis(27));
+    }
+
+    #[test]
+    fn latency_saturates_instead_of_overflowing() {
+        let faults = faults(|c| c.latency.per_kib = TextDuration(Duration::MAX));
+        let draw = Draw {
+            fault: Fault::None,
+            jitter_share: 0.0,
+        };
+        assert_eq!(faults.latency(draw, 1 << 20), Duration::MAX);
     }
 
     #[test]

@@ -10,9 +10,14 @@
 mod admin;
 mod app;
 mod auth;
+mod body;
+mod client;
 mod config;
 mod execute;
 mod faults;
+mod observe;
+mod org;
+mod ratelimit;
 mod server;
 mod stats;
 
@@ -25,7 +30,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use admin::RecordedRequest;
-pub use config::{ClientConfig, LatencyConfig, MockConfig};
+pub use client::ClientConfig;
+pub use config::{LatencyConfig, MockConfig};
 pub use stats::{EndpointStats, StatsSnapshot};
 
 /// Client id of the demo client that the default configuration contains.
@@ -87,14 +93,11 @@ pub async fn spawn(config: MockConfig) -> anyhow::Result<MockServer> {
         )
     })?;
     let addr = listener.local_addr()?;
-    let header_read_timeout = config.header_read_timeout.0;
     let shared = Arc::new(app::Shared::new(config)?);
-    let router = app::router(shared.clone());
     let (shutdown, shutdown_receiver) = watch::channel(false);
     let task = tokio::spawn(server::accept_loop(
         listener,
-        router,
-        header_read_timeout,
+        shared.clone(),
         shutdown_receiver,
     ));
     tracing::info!(%addr, "mock server listening");

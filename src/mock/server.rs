@@ -4,8 +4,9 @@
 //! a handler can make its connection close abruptly (an injected reset) and so that the
 //! header read timeout is configurable.
 
+use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -19,8 +20,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+use super::app::{self, Shared};
+use super::observe::serve_request;
 
 /// Time that open connections get to finish their responses after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -28,18 +32,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// Lets a handler ask for its connection to be reset. Each request carries its connection's
-/// control as an extension.
+/// control.
+///
+/// Handlers run inside the connection task's poll of the hyper connection, so the task checks
+/// the flag after each poll and needs no wakeup.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionControl {
     reset: AtomicBool,
-    notify: Notify,
 }
 
 impl ConnectionControl {
-    /// Signals the connection task to drop the connection with a TCP reset and no response.
+    /// Asks the connection task to drop the connection with a TCP reset and no response.
     pub(crate) fn request_reset(&self) {
         self.reset.store(true, Ordering::Release);
-        self.notify.notify_one();
     }
 
     fn is_reset(&self) -> bool {
@@ -109,10 +114,11 @@ impl AsyncWrite for ResettableStream {
 /// connections `SHUTDOWN_GRACE` to finish before aborting them.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    router: Router,
-    header_read_timeout: Duration,
+    shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let router = TowerToHyperService::new(app::router(shared.clone()));
+    let header_read_timeout = shared.config.header_read_timeout.0;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -123,15 +129,24 @@ pub(crate) async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let task = serve_connection(stream, router.clone(), builder.clone(), shutdown.clone());
-                    connections.spawn(task);
+                    let connection = Connection {
+                        shared: shared.clone(),
+                        router: router.clone(),
+                        builder: builder.clone(),
+                        shutdown: shutdown.clone(),
+                    };
+                    connections.spawn(connection.serve(stream));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "failed to accept a connection; retrying");
                     tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(error) = joined {
+                    tracing::error!(%error, "a connection task failed");
+                }
+            }
             _ = shutdown.changed() => break,
         }
     }
@@ -149,42 +164,82 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Serves one connection until the client closes it, a handler requests a reset, or a
-/// shutdown finishes it gracefully.
-async fn serve_connection(
-    stream: TcpStream,
-    router: Router,
+/// Shared handles that each connection task gets besides its stream.
+struct Connection {
+    shared: Arc<Shared>,
+    router: TowerToHyperService<Router>,
     builder: Arc<http1::Builder>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "failed to set TCP_NODELAY");
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Serves one connection until the client closes it, a handler requests a reset, or a
+    /// shutdown finishes it gracefully.
+    async fn serve(mut self, stream: TcpStream) {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "failed to set TCP_NODELAY");
+        }
+        let control = Arc::new(ConnectionControl::default());
+        let io = TokioIo::new(ResettableStream {
+            stream,
+            control: control.clone(),
+        });
+        let (shared, router, request_control) =
+            (self.shared.clone(), self.router.clone(), control.clone());
+        let service = service_fn(move |request: hyper::Request<Incoming>| {
+            serve_request(
+                shared.clone(),
+                router.clone(),
+                request_control.clone(),
+                request,
+            )
+        });
+        let connection = pin!(self.builder.serve_connection(io, service));
+        drive(connection, &control, &mut self.shutdown).await;
     }
-    let control = Arc::new(ConnectionControl::default());
-    let io = TokioIo::new(ResettableStream {
-        stream,
-        control: control.clone(),
-    });
-    let inner = TowerToHyperService::new(router);
-    let request_control = control.clone();
-    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(request_control.clone());
-        hyper::service::Service::call(&inner, request)
-    });
-    let connection = builder.serve_connection(io, service);
-    tokio::pin!(connection);
+}
+
+/// Event that ends one wait in [`drive`].
+enum ConnectionEvent {
+    Closed(Result<(), hyper::Error>),
+    Reset,
+    Shutdown,
+}
+
+/// Polls `connection` until it closes or a handler requests a reset, and starts a graceful
+/// close when `shutdown` changes.
+async fn drive<S>(
+    mut connection: Pin<&mut http1::Connection<TokioIo<ResettableStream>, S>>,
+    control: &ConnectionControl,
+    shutdown: &mut watch::Receiver<bool>,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = axum::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut shutdown_changed = pin!(shutdown.changed());
     let mut shutting_down = false;
     loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    // Malformed requests, header timeouts and client hang-ups end up here.
-                    tracing::debug!(%error, "connection ended with an error");
-                }
+        let event = poll_fn(|context| {
+            if let Poll::Ready(result) = connection.as_mut().poll(context) {
+                return Poll::Ready(ConnectionEvent::Closed(result));
+            }
+            if control.is_reset() {
+                return Poll::Ready(ConnectionEvent::Reset);
+            }
+            if !shutting_down && shutdown_changed.as_mut().poll(context).is_ready() {
+                return Poll::Ready(ConnectionEvent::Shutdown);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            ConnectionEvent::Closed(Err(error)) => {
+                // Malformed requests, header timeouts and client hang-ups end up here.
+                tracing::debug!(%error, "connection ended with an error");
                 break;
             }
-            _ = control.notify.notified() => break,
-            _ = shutdown.changed(), if !shutting_down => {
+            ConnectionEvent::Closed(Ok(())) | ConnectionEvent::Reset => break,
+            ConnectionEvent::Shutdown => {
                 shutting_down = true;
                 connection.as_mut().graceful_shutdown();
             }
