@@ -2,7 +2,8 @@
 //!
 //! Checks run in this order, and the first that fails sets the response: bearer token (401),
 //! action (404), body size (413), JSON body (400), per-token rate limit (429), organization
-//! rule (403). Only requests that pass the JSON check use up rate-limit budget.
+//! rule (403). Only requests that pass the JSON check use up rate-limit budget. The
+//! configured latency applies to 200 and 403 responses alike; earlier rejections are immediate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,16 +105,20 @@ async fn check(
     let outcome = shared.rate_limit.charge(token.id);
     let client = &shared.config.clients[token.client];
     let require_body_org_id = shared.config.require_body_org_id;
-    let checked = match &outcome {
-        Ok(_) => check_org(client, &parts.headers, &body_org, require_body_org_id),
-        Err(rejection) => Err(shared.rate_limit.rejection_error(rejection)),
-    };
-    let (mut response, delay) = match checked {
-        Ok(org_id) => {
-            let delay = shared.faults.latency(draw, bytes.len());
-            (success_response(action_id, org_id, &bytes), delay)
+    let (mut response, delay) = match &outcome {
+        // A throttled call stops at the gateway, so its 429 comes back at once.
+        Err(rejection) => {
+            let error = shared.rate_limit.rejection_error(rejection);
+            (error.into_response(correlation), Duration::ZERO)
         }
-        Err(error) => (error.into_response(correlation), Duration::ZERO),
+        // The organization check runs with the action, so a 403 takes as long as a 200.
+        Ok(_) => {
+            let delay = shared.faults.latency(draw, bytes.len());
+            match check_org(client, &parts.headers, &body_org, require_body_org_id) {
+                Ok(org_id) => (success_response(action_id, org_id, &bytes), delay),
+                Err(error) => (error.into_response(correlation), delay),
+            }
+        }
     };
     shared
         .rate_limit
