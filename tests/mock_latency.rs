@@ -1,5 +1,6 @@
 //! The mock's configured latency applies to 200 and 403 responses alike, because the
-//! organization check runs with the action, while a 429 from the rate limiter is immediate.
+//! organization check runs with the action, while a 429 from the rate limiter takes only the
+//! base latency, without the per-KiB cost of running the action.
 
 mod common;
 
@@ -12,7 +13,8 @@ use volley::mock;
 async fn forbidden_takes_the_latency_throttled_does_not() {
     let server = start(|config| {
         config.rate_limit = "2/1h".parse().unwrap();
-        config.latency.base = "400ms".parse().unwrap();
+        config.latency.base = "300ms".parse().unwrap();
+        config.latency.per_kib = "10s".parse().unwrap();
     })
     .await;
     let client = client();

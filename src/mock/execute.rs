@@ -3,7 +3,8 @@
 //! Checks run in this order, and the first that fails sets the response: bearer token (401),
 //! action (404), body size (413), JSON body (400), per-token rate limit (429), organization
 //! rule (403). Only requests that pass the JSON check use up rate-limit budget. The
-//! configured latency applies to 200 and 403 responses alike; earlier rejections are immediate.
+//! configured latency applies to 200 and 403 responses alike, a 429 takes the base latency and
+//! jitter without the per-KiB cost, and earlier rejections are immediate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,10 +107,12 @@ async fn check(
     let client = &shared.config.clients[token.client];
     let require_body_org_id = shared.config.require_body_org_id;
     let (mut response, delay) = match &outcome {
-        // A throttled call stops at the gateway, so its 429 comes back at once.
+        // A throttled call stops at the gateway: its 429 takes the base latency and jitter,
+        // the round trip, but not the per-KiB cost of running the action.
         Err(rejection) => {
             let error = shared.rate_limit.rejection_error(rejection);
-            (error.into_response(correlation), Duration::ZERO)
+            let delay = shared.faults.latency(draw, 0);
+            (error.into_response(correlation), delay)
         }
         // The organization check runs with the action, so a 403 takes as long as a 200.
         Ok(_) => {

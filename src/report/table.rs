@@ -84,15 +84,25 @@ pub fn render(rows: &[SummaryRow]) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    // One line per distinct announcement, naming the cells where 429s appeared.
+    let mut announced: Vec<(String, Vec<String>)> = Vec::new();
     for row in rows.iter().filter(|row| row.throttled > 0) {
         let seen = crate::metrics::RateLimitSeen {
             limit: row.ratelimit_limit,
             window_s: row.ratelimit_window_s,
             min_remaining: row.ratelimit_min_remaining,
         };
-        if let Some(text) = seen.describe() {
-            out.push_str(&format!("cell {}: 429s began; {text}\n", row.cell));
+        let Some(text) = seen.describe() else {
+            continue;
+        };
+        match announced.iter_mut().find(|(known, _)| *known == text) {
+            Some((_, cells)) => cells.push(row.cell.to_string()),
+            None => announced.push((text, vec![row.cell.to_string()])),
         }
+    }
+    for (text, cells) in announced {
+        let noun = if cells.len() == 1 { "cell" } else { "cells" };
+        out.push_str(&format!("429s in {noun} {}: {text}\n", cells.join(", ")));
     }
     if rows.iter().any(|row| row.retries > 0) {
         let retries: u64 = rows.iter().map(|row| row.retries).sum();
