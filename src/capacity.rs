@@ -96,7 +96,10 @@ pub fn judge(row: &SummaryRow, criteria: &[Threshold], rate: f64) -> Vec<String>
     let mut failed: Vec<String> = criteria
         .iter()
         .filter(|criterion| !criterion.passes(row))
-        .map(|criterion| format!("{criterion} (was {})", criterion.metric.value(row)))
+        .map(|criterion| {
+            let value = crate::thresholds::display_value(criterion.metric.value(row));
+            format!("{criterion} (was {value})")
+        })
         .collect();
     if row.achieved_rps < rate * MIN_ACHIEVED {
         failed.push(format!("achieved {} of {rate} req/s", row.achieved_rps));
@@ -203,7 +206,7 @@ pub fn step_row(
         requests: row.requests,
         p99_ms: row.p99_ms,
         rate_429: row.rate_429,
-        error_rate: crate::report::round3(error_rate),
+        error_rate: crate::thresholds::display_value(error_rate),
         verdict: if failed.is_empty() {
             "pass".to_string()
         } else {

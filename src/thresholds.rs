@@ -258,6 +258,11 @@ pub fn effective(scenario: &[Threshold], variant: &[Threshold]) -> Vec<Threshold
     combined
 }
 
+/// Rounds a metric's value to six decimals for messages, so shares read `0.201333`.
+pub fn display_value(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
+}
+
 /// The outcome of checking one cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -287,7 +292,7 @@ pub fn verdict(thresholds: &[Threshold], row: &SummaryRow) -> Verdict {
     }
     let described: Vec<String> = failed
         .iter()
-        .map(|threshold| format!("{threshold} (was {})", threshold.metric.value(row)))
+        .map(|threshold| format!("{threshold} (was {})", display_value(threshold.metric.value(row))))
         .collect();
     Verdict {
         text: format!("fail: {}", described.join("; ")),

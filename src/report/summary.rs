@@ -48,7 +48,7 @@ pub struct SummaryRow {
     pub rate_403: f64,
     /// Share of requests with a 429 response, from 0 to 1.
     pub rate_429: f64,
-    /// Mean request body size in bytes.
+    /// Mean request body size in bytes, per attempt (retries included).
     pub req_bytes_mean: f64,
     /// Median latency in ms (open model: from the due time).
     pub p50_ms: f64,
@@ -221,7 +221,8 @@ pub fn row(result: &CellResult) -> SummaryRow {
         dropped: total.dropped,
         rate_403: round_share(share(total.count(Outcome::Forbidden), requests)),
         rate_429: round_share(share(total.count(Outcome::Throttled), requests)),
-        req_bytes_mean: round3(share(total.request_bytes, requests)),
+        // Retries resend the same body, so the mean is per attempt.
+        req_bytes_mean: round3(share(total.request_bytes, requests + total.retries)),
         p50_ms: corrected.p50,
         p90_ms: corrected.p90,
         p95_ms: corrected.p95,
