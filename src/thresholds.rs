@@ -292,7 +292,12 @@ pub fn verdict(thresholds: &[Threshold], row: &SummaryRow) -> Verdict {
     }
     let described: Vec<String> = failed
         .iter()
-        .map(|threshold| format!("{threshold} (was {})", display_value(threshold.metric.value(row))))
+        .map(|threshold| {
+            format!(
+                "{threshold} (was {})",
+                display_value(threshold.metric.value(row))
+            )
+        })
         .collect();
     Verdict {
         text: format!("fail: {}", described.join("; ")),

@@ -200,3 +200,45 @@ async fn second_sigint_exits_at_once() {
     assert!(series.len() >= 2, "timeseries.csv keeps every full second");
     assert!(series.iter().all(|row| row["cell"] == "1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_keeps_every_flushed_second() {
+    let server = start_mock(|config| {
+        config.rate_limit = "100000/1s".parse().unwrap();
+        config.latency.base = "10ms".parse().unwrap();
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let load = "concurrency = 4\nduration = \"60s\"";
+    let path = write_file(dir.path(), "s.toml", &scenario(&server.base_url(), load));
+    let out = dir.path().join("report");
+    let mut child = spawn(&path, &out);
+    let out_clone = out.clone();
+    tokio::task::spawn_blocking(move || wait_for_seconds(&out_clone, 3))
+        .await
+        .unwrap();
+    signal(&child, "KILL");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        None,
+        "SIGKILL ends the process without an exit code"
+    );
+
+    let series = read_csv(&out.join("timeseries.csv"));
+    assert!(series.len() >= 3, "{} seconds survived", series.len());
+    for (index, row) in series.iter().enumerate() {
+        assert_eq!(
+            number(row, "second") as usize,
+            index + 1,
+            "seconds are contiguous"
+        );
+        assert!(
+            number(row, "requests") > 0.0,
+            "second {} has requests",
+            index + 1
+        );
+    }
+}
