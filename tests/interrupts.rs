@@ -10,24 +10,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn scenario(base_url: &str, load: &str) -> String {
-    format!(
-        r#"
-name = "interrupts"
-[target]
-url = "{base_url}"
-[auth]
-type = "oauth2-client-credentials"
-token_url = "{{target}}/oauth/token"
-client_id = "demo-client"
-client_secret = "demo-secret"
-[request]
-path = "/api/v2/integrations/actions/demo-action/execute"
-body = '{{"org_id": "{home}"}}'
-[load]
-{load}
-"#,
-        home = volley::mock::DEMO_HOME_ORG
-    )
+    home_org_scenario("interrupts", base_url, load)
 }
 
 fn spawn(path: &Path, out: &Path) -> Child {

@@ -5,24 +5,7 @@ mod support;
 use support::*;
 
 fn scenario(base_url: &str, load: &str) -> String {
-    format!(
-        r#"
-name = "stages"
-[target]
-url = "{base_url}"
-[auth]
-type = "oauth2-client-credentials"
-token_url = "{{target}}/oauth/token"
-client_id = "demo-client"
-client_secret = "demo-secret"
-[request]
-path = "/api/v2/integrations/actions/demo-action/execute"
-body = '{{"org_id": "{home}"}}'
-[load]
-{load}
-"#,
-        home = volley::mock::DEMO_HOME_ORG
-    )
+    home_org_scenario("stages", base_url, load)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

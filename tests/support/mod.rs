@@ -127,3 +127,36 @@ body = '{{"customerId": "{{{{row.customer_id}}}}", "name": "{{{{row.name | json}
 
 /// Data rows with leading zeros, a quoted comma and an escaped quote.
 pub const ROWS: &str = "customer_id,name\n0042,\"Smith, J\"\n0007,\"O\"\"Brien\"\n1000,Plain\n";
+
+/// A scenario against `base_url` with the demo client sending bodies with the demo client's
+/// home organization, and `load` as the `[load]` table body.
+pub fn home_org_scenario(name: &str, base_url: &str, load: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+[target]
+url = "{base_url}"
+[auth]
+type = "oauth2-client-credentials"
+token_url = "{{target}}/oauth/token"
+client_id = "demo-client"
+client_secret = "demo-secret"
+[request]
+path = "/api/v2/integrations/actions/demo-action/execute"
+body = '{{"org_id": "{home}"}}'
+[load]
+{load}
+"#,
+        home = mock::DEMO_HOME_ORG
+    )
+}
+
+/// Returns the arguments of `volley run SCENARIO --out OUT`.
+pub fn run_args(scenario: &Path, out: &Path) -> Vec<String> {
+    vec![
+        "run".to_string(),
+        scenario.display().to_string(),
+        "--out".to_string(),
+        out.display().to_string(),
+    ]
+}
