@@ -2,6 +2,7 @@
 //! writes `capacity.csv` beside the usual reports.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::capacity::{self, Search, SearchSettings, StepRow};
@@ -32,6 +33,7 @@ pub async fn run(args: CapacityArgs) -> u8 {
         reports_root: PathBuf::from("reports"),
         quiet: args.quiet,
         overrides: args.scenario.overrides.clone(),
+        signal_code: Some(Arc::clone(&signal_code)),
     };
     let result = search(&plan, &options, variant, &settings, cancel).await;
     signal.abort();

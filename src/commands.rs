@@ -71,6 +71,7 @@ pub async fn run(args: RunArgs) -> u8 {
         reports_root: PathBuf::from("reports"),
         quiet: args.quiet,
         overrides: args.scenario.overrides.clone(),
+        signal_code: Some(Arc::clone(&signal_code)),
     };
     let result = engine::run(&plan, &options, cancel.clone()).await;
     signal.abort();
@@ -195,8 +196,21 @@ fn unreachable_target(output: &engine::RunOutput) -> Option<String> {
                 .map(|sample| sample.detail.code.clone())
         });
     }
-    if requests > failed {
+    let dropped: u64 = output
+        .results
+        .iter()
+        .map(|result| result.total.dropped)
+        .sum();
+    // Nothing sent because the schedule dropped everything is a rate problem, which the
+    // unreached-rate warning names; it says nothing about the target.
+    if requests > failed || (requests == 0 && dropped > 0) {
         return None;
+    }
+    if requests == 0 {
+        return Some(format!(
+            "no request was sent to {}; check the load settings",
+            output.target
+        ));
     }
     let reason = code.map_or(String::new(), |code| format!(" ({code})"));
     Some(format!(

@@ -18,13 +18,18 @@ pub enum ThresholdSpec {
     /// Just the condition.
     Condition(String),
     /// The condition and whether a failure stops the run.
-    Full {
-        /// `OP VALUE`, such as `< 500`.
-        condition: String,
-        /// Stop the run after the first cell that fails this threshold.
-        #[serde(default)]
-        abort_on_fail: bool,
-    },
+    Full(FullThreshold),
+}
+
+/// A threshold written as a table, which rejects misspelt keys such as `abort_on_failure`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullThreshold {
+    /// `OP VALUE`, such as `< 500`.
+    pub condition: String,
+    /// Stop the run after the first cell that fails this threshold.
+    #[serde(default)]
+    pub abort_on_fail: bool,
 }
 
 /// The metrics a threshold can test, all columns of `summary.csv`.
@@ -180,10 +185,7 @@ impl Threshold {
     pub fn parse(metric: &str, spec: &ThresholdSpec) -> Result<Threshold, String> {
         let (condition, abort_on_fail) = match spec {
             ThresholdSpec::Condition(condition) => (condition.as_str(), false),
-            ThresholdSpec::Full {
-                condition,
-                abort_on_fail,
-            } => (condition.as_str(), *abort_on_fail),
+            ThresholdSpec::Full(full) => (full.condition.as_str(), full.abort_on_fail),
         };
         let names: Vec<&str> = METRICS.iter().map(|(_, name)| *name).collect();
         let metric_value = Metric::parse(metric.trim()).ok_or_else(|| {
@@ -374,10 +376,10 @@ mod tests {
 
     #[test]
     fn abort_on_fail_is_carried() {
-        let spec = ThresholdSpec::Full {
+        let spec = ThresholdSpec::Full(FullThreshold {
             condition: "< 1".into(),
             abort_on_fail: true,
-        };
+        });
         let thresholds = vec![Threshold::parse("p99_ms", &spec).unwrap()];
         assert!(verdict(&thresholds, &row()).abort);
     }

@@ -148,6 +148,12 @@ async fn sigterm_cancels_requests_after_grace_and_exits_143() {
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
     let row = &read_csv(&out.join("summary.csv"))[0];
     assert_eq!(row["cancelled"], "3", "{row:?}");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        run["exit_code"], 143,
+        "run.json records the SIGTERM exit code"
+    );
     assert_eq!(row["requests"], "3");
     assert_eq!(row["interrupted"], "true");
 }

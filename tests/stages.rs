@@ -80,3 +80,40 @@ fn stages_conflict_with_fixed_load() {
     assert!(stderr.contains("load.concurrency"), "{stderr}");
     assert!(stderr.contains("stages set the load"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_rate_ends_on_time() {
+    let server = start_mock(|config| config.rate_limit = "100000/1s".parse().unwrap()).await;
+    for on_saturation in ["drop", "queue"] {
+        let dir = tempfile::tempdir().unwrap();
+        let load = format!(
+            "model = \"open\"\nrate = 1e12\nmax_in_flight = 4\nduration = \"1s\"\non_saturation = \"{on_saturation}\""
+        );
+        let path = write_file(dir.path(), "s.toml", &scenario(&server.base_url(), &load));
+        let out = dir.path().join("report");
+        let started = std::time::Instant::now();
+        let output = volley(run_args(&path, &out)).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{on_saturation}: {}",
+            describe(&output)
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{on_saturation}: took {:?}",
+            started.elapsed()
+        );
+        let row = &read_csv(&out.join("summary.csv"))[0];
+        assert!(
+            number(row, "dropped") > 1e9,
+            "{on_saturation}: the unsent plan is dropped: {row:?}"
+        );
+        assert!(number(row, "duration_s") < 3.0, "{on_saturation}: {row:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("warning: cell 1 reached"),
+            "{on_saturation}: {stderr}"
+        );
+    }
+}

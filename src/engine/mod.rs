@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// The `--set` overrides, recorded in `run.json`.
     pub overrides: Vec<String>,
+    /// Set by the signal watcher to the exit code of the signal received.
+    pub signal_code: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
 }
 
 /// What a run produced.
@@ -51,6 +53,8 @@ pub struct RunOutput {
     pub folder: PathBuf,
     /// Whether an interrupt ended the run.
     pub interrupted: bool,
+    /// The exit code of the signal that interrupted the run, when known.
+    pub signal_code: Option<u8>,
     /// Whether a failed `abort_on_fail` threshold ended the run.
     pub aborted: bool,
     /// Token request figures, for OAuth2.
@@ -138,7 +142,7 @@ impl<'a> Session<'a> {
         .context("creating the report folder")?;
         let timeseries = TimeseriesWriter::create(&folder.join("timeseries.csv"))
             .with_context(|| format!("creating {}", folder.join("timeseries.csv").display()))?;
-        Ok(Session {
+        let session = Session {
             plan,
             options,
             cancel,
@@ -151,7 +155,36 @@ impl<'a> Session<'a> {
             progress: Progress::new(options.quiet),
             results: Vec::new(),
             aborted: false,
-        })
+        };
+        write_tables(&session.folder, &session.results)?;
+        session.write_progress()?;
+        Ok(session)
+    }
+
+    /// Returns what ran so far, as the final output would describe it.
+    fn snapshot(&self) -> RunOutput {
+        let signal_code = self
+            .options
+            .signal_code
+            .as_ref()
+            .map(|code| code.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|code| *code != 0);
+        RunOutput {
+            results: self.results.clone(),
+            rows: self.results.iter().map(report::summary::row).collect(),
+            folder: self.folder.clone(),
+            interrupted: self.cancel.is_cancelled(),
+            signal_code,
+            aborted: self.aborted,
+            token: self.auth.token_stats().map(|stats| stats.summary()),
+            target: self.target.base_url.clone(),
+            mock_stats: self.target.mock.as_ref().map(MockServer::stats),
+        }
+    }
+
+    /// Rewrites `run.json` with what ran so far, so a run killed later still says what it was.
+    fn write_progress(&self) -> anyhow::Result<()> {
+        write_run_json(self.plan, self.options, &self.snapshot(), self.started)
     }
 
     /// Returns the report folder.
@@ -235,23 +268,13 @@ impl<'a> Session<'a> {
         }
         self.results.push(result);
         write_tables(&self.folder, &self.results)?;
+        self.write_progress()?;
         Ok(self.results.last())
     }
 
     /// Writes the final reports, stops the target and returns what ran.
     pub async fn finish(self) -> anyhow::Result<RunOutput> {
-        let token = self.auth.token_stats().map(|stats| stats.summary());
-        let rows: Vec<SummaryRow> = self.results.iter().map(report::summary::row).collect();
-        let output = RunOutput {
-            results: self.results,
-            rows,
-            folder: self.folder,
-            interrupted: self.cancel.is_cancelled(),
-            aborted: self.aborted,
-            token,
-            target: self.target.base_url.clone(),
-            mock_stats: self.target.mock.as_ref().map(MockServer::stats),
-        };
+        let output = self.snapshot();
         write_tables(&output.folder, &output.results)?;
         write_run_json(self.plan, self.options, &output, self.started)?;
         drop(self.auth);
@@ -301,10 +324,11 @@ fn write_tables(folder: &Path, results: &[CellResult]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The exit code a run ends with: 130 when interrupted, 99 when a threshold failed, else 0.
+/// Returns the exit code a run ends with: the signal's code (130 for SIGINT, 143 for
+/// SIGTERM) when interrupted, 99 when a threshold failed, else 0.
 pub fn exit_code(output: &RunOutput) -> u8 {
     if output.interrupted {
-        130
+        output.signal_code.unwrap_or(130)
     } else if output
         .rows
         .iter()

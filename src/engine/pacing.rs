@@ -76,9 +76,19 @@ impl Schedule {
     /// such request.
     fn offset(&self, index: u64) -> Option<Duration> {
         match self {
-            Schedule::Constant(rate) => Some(Duration::from_secs_f64(index as f64 / rate)),
+            Schedule::Constant(rate) => Duration::try_from_secs_f64(index as f64 / rate).ok(),
             Schedule::Staged(stages) => stages.due_offset(index),
         }
+    }
+
+    /// Returns how many requests fall due within `elapsed` of the start.
+    fn due_within(&self, elapsed: Duration) -> u64 {
+        let count = match self {
+            Schedule::Constant(rate) => elapsed.as_secs_f64() * rate,
+            Schedule::Staged(stages) => stages.planned_by(elapsed),
+        };
+        // Saturating float-to-integer conversion; an enormous count stays finite.
+        count.ceil() as u64
     }
 }
 
@@ -207,8 +217,24 @@ async fn next_open(
         if stop.past_deadline(due) {
             return None;
         }
-        if on_saturation == OnSaturation::Drop && Instant::now() > due {
-            *dropped += 1;
+        let now = Instant::now();
+        if let Some(deadline) = stop.deadline
+            && now >= deadline
+        {
+            // The send window is over: this request and every one still unclaimed that fell
+            // due before the deadline can no longer be sent, so they are dropped in one step.
+            let planned = rate.due_within(deadline - start);
+            let claimed = next.fetch_max(planned, Ordering::Relaxed);
+            *dropped += 1 + planned.saturating_sub(claimed);
+            return None;
+        }
+        if on_saturation == OnSaturation::Drop && now > due {
+            // Every request already due was due while all workers were busy: skip them all at
+            // once, so a rate far beyond reach cannot keep a worker counting in a loop.
+            let overdue = rate.due_within(now - start);
+            let claimed = next.fetch_max(overdue, Ordering::Relaxed);
+            *dropped += 1 + overdue.saturating_sub(claimed);
+            tokio::task::yield_now().await;
             continue;
         }
         tokio::select! {
@@ -288,6 +314,46 @@ mod tests {
         let ticket = pacing.next(&mut pace(), &stop, &mut dropped).await.unwrap();
         assert_eq!(ticket.seq, 6);
         assert_eq!(dropped, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_skips_unreachable_rates_in_one_step() {
+        let start = Instant::now();
+        let pacing = open(start, 1e12, OnSaturation::Drop);
+        let stop = stop(Some(start + Duration::from_secs(1)), None);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let mut dropped = 0;
+        let ticket = pacing.next(&mut pace(), &stop, &mut dropped).await.unwrap();
+        assert!(dropped >= 499_000_000_000, "dropped {dropped}");
+        assert!(ticket.seq >= dropped, "the ticket follows the dropped ones");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claims_after_the_deadline_drop_the_backlog() {
+        let start = Instant::now();
+        let pacing = open(start, 1000.0, OnSaturation::Queue);
+        let stop = stop(Some(start + Duration::from_secs(1)), None);
+        let mut dropped = 0;
+        let first = pacing.next(&mut pace(), &stop, &mut dropped).await.unwrap();
+        assert_eq!(first.seq, 0);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            pacing
+                .next(&mut pace(), &stop, &mut dropped)
+                .await
+                .is_none()
+        );
+        assert_eq!(
+            dropped, 999,
+            "requests 1 to 999 could not be sent in the window"
+        );
+        assert!(
+            pacing
+                .next(&mut pace(), &stop, &mut dropped)
+                .await
+                .is_none()
+        );
+        assert_eq!(dropped, 999, "nothing is counted twice");
     }
 
     #[tokio::test(start_paused = true)]

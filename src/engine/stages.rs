@@ -92,6 +92,22 @@ impl Stages {
         self.steps.last().map_or(0.0, |(_, end, _)| *end)
     }
 
+    /// Returns the number of requests the open model plans within `elapsed` of the start.
+    pub fn planned_by(&self, elapsed: Duration) -> f64 {
+        let mut left = elapsed.as_secs_f64();
+        let mut count = 0.0;
+        for (start, end, seconds) in &self.steps {
+            let span = left.min(*seconds);
+            let reached = start + (end - start) * span / seconds;
+            count += (start + reached) / 2.0 * span;
+            left -= span;
+            if left <= 0.0 {
+                break;
+            }
+        }
+        count
+    }
+
     /// Returns when request `index` is due in the open model, or `None` past the last step.
     pub fn due_offset(&self, index: u64) -> Option<Duration> {
         let mut remaining = index as f64;
@@ -151,6 +167,14 @@ mod tests {
         assert_eq!(stages.due_offset(500).unwrap(), Duration::from_secs(10));
         assert_eq!(stages.due_offset(600).unwrap(), Duration::from_secs(11));
         assert_eq!(stages.due_offset(1500), None);
+    }
+
+    #[test]
+    fn planned_by_inverts_due_offset() {
+        let stages = stages(&[("10s", 100.0), ("10s", 100.0)]);
+        assert_eq!(stages.planned_by(Duration::from_secs(5)), 125.0);
+        assert_eq!(stages.planned_by(Duration::from_secs(11)), 600.0);
+        assert_eq!(stages.planned_by(Duration::from_secs(60)), 1500.0);
     }
 
     #[test]

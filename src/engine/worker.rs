@@ -213,7 +213,8 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, slot: Arc<WorkerSlo
                 tally.rate_limit.observe(&response.headers);
                 let outcome = Outcome::from_status(response.status);
                 if outcome != Outcome::Ok {
-                    tally.record_error(outcome, response_detail(&response));
+                    let auth = state.auth.as_ref().map(|(_, _, value)| value);
+                    tally.record_error(outcome, response_detail(&response, auth));
                 }
                 outcome
             }
@@ -263,6 +264,14 @@ async fn send_with_retries(
             _ => return (result, u64::from(retries)),
         };
         let wait = policy.wait(retry_after, retries);
+        // A retry that would start after the cell's end is not made, so the cell stays bounded.
+        if shared
+            .stop
+            .deadline
+            .is_some_and(|deadline| Instant::now() + wait >= deadline)
+        {
+            return (result, u64::from(retries));
+        }
         tracing::debug!(
             worker = state.pace.index,
             wait_ms = wait.as_millis() as u64,
@@ -377,8 +386,40 @@ struct ErrorBody {
     message: Option<String>,
 }
 
-/// Extracts why the server refused: the body's `code` and `message` and the limit headers.
-fn response_detail(response: &Response) -> ErrorDetail {
+/// Replaces credentials a server may echo in an error body: the value this worker sent in
+/// its authentication header and anything after `Bearer ` or `Basic `.
+fn redact_credentials(text: &str, auth: Option<&HeaderValue>) -> String {
+    let mut text = text.to_string();
+    if let Some(value) = auth.and_then(|value| value.to_str().ok()) {
+        let token = value.rsplit(' ').next().unwrap_or(value);
+        for secret in [value, token] {
+            if secret.len() >= 4 && text.contains(secret) {
+                text = text.replace(secret, crate::report::run_json::REDACTED);
+            }
+        }
+    }
+    for scheme in ["Bearer ", "bearer ", "Basic ", "basic "] {
+        let mut start = 0;
+        while let Some(found) = text[start..].find(scheme) {
+            let value_start = start + found + scheme.len();
+            let value_end = text[value_start..]
+                .find(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == ';')
+                .map_or(text.len(), |end| value_start + end);
+            if text[value_start..value_end] != *crate::report::run_json::REDACTED {
+                text.replace_range(value_start..value_end, crate::report::run_json::REDACTED);
+            }
+            start = value_start
+                + crate::report::run_json::REDACTED
+                    .len()
+                    .min(text.len() - value_start);
+        }
+    }
+    text
+}
+
+/// Extracts why the server refused: the body's `code` and `message` and the limit headers,
+/// with any echoed credential redacted.
+fn response_detail(response: &Response, auth: Option<&HeaderValue>) -> ErrorDetail {
     let body: ErrorBody = serde_json::from_slice(&response.body_sample).unwrap_or_default();
     let code = match body.code {
         Some(serde_json::Value::String(code)) => code,
@@ -407,8 +448,8 @@ fn response_detail(response: &Response) -> ErrorDetail {
         .join(";");
     ErrorDetail {
         status: response.status,
-        code,
-        message,
+        code: redact_credentials(&code, auth),
+        message: redact_credentials(&message, auth),
         correlation_id: header("inin-correlation-id"),
         retry_after: header("retry-after"),
         rate_limit,
@@ -425,6 +466,26 @@ mod tests {
             max_retries: 5,
             max_wait: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn echoed_credentials_are_redacted() {
+        let sent = HeaderValue::from_static("Bearer tok-123456");
+        let text = "token rejected: authorization: Bearer tok-123456, also tok-123456 and Basic dXNlcjpwYXNz";
+        let redacted = redact_credentials(text, Some(&sent));
+        assert!(!redacted.contains("tok-123456"), "{redacted}");
+        assert!(!redacted.contains("dXNlcjpwYXNz"), "{redacted}");
+        assert!(
+            redacted.starts_with("token rejected: authorization: [redacted]"),
+            "{redacted}"
+        );
+    }
+
+    #[test]
+    fn header_key_is_redacted() {
+        let sent = HeaderValue::from_static("key-header-51c2");
+        let redacted = redact_credentials("bad key key-header-51c2", Some(&sent));
+        assert_eq!(redacted, "bad key [redacted]");
     }
 
     #[test]

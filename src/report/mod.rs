@@ -20,10 +20,23 @@ pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// Creates the report folder: `DIR` when given, else `ROOT/<scenario>-<UTC time>`.
+/// Creates the report folder: `DIR` when given (it must not hold files already), else a new
+/// `ROOT/<scenario>-<UTC time>`, with `-2`, `-3` ... added when runs start in the same second.
 pub fn create_folder(out: Option<&Path>, root: &Path, scenario: &str) -> std::io::Result<PathBuf> {
     let folder = match out {
-        Some(out) => out.to_path_buf(),
+        Some(out) => {
+            let occupied = std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some());
+            if occupied || out.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "--out {} already exists and is not an empty folder; name a new folder so no earlier report is overwritten",
+                        out.display()
+                    ),
+                ));
+            }
+            out.to_path_buf()
+        }
         None => {
             let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
                 .to_string()
@@ -38,11 +51,35 @@ pub fn create_folder(out: Option<&Path>, root: &Path, scenario: &str) -> std::io
                     }
                 })
                 .collect();
-            root.join(format!("{safe}-{stamp}"))
+            let base = format!("{safe}-{stamp}");
+            std::fs::create_dir_all(root).map_err(|error| with_path(error, root))?;
+            // create_dir fails when the folder exists, so two runs never share one.
+            let mut attempt = 1;
+            loop {
+                let name = if attempt == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{attempt}")
+                };
+                let candidate = root.join(name);
+                match std::fs::create_dir(&candidate) {
+                    Ok(()) => return Ok(candidate),
+                    Err(error)
+                        if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 =>
+                    {
+                        attempt += 1
+                    }
+                    Err(error) => return Err(with_path(error, &candidate)),
+                }
+            }
         }
     };
-    std::fs::create_dir_all(&folder)?;
+    std::fs::create_dir_all(&folder).map_err(|error| with_path(error, &folder))?;
     Ok(folder)
+}
+
+fn with_path(error: std::io::Error, path: &Path) -> std::io::Error {
+    std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
 /// Writes `bytes` to `path` through a temporary file, so a reader never sees half a file.
@@ -60,6 +97,29 @@ mod tests {
     fn round3_keeps_three_decimals() {
         assert_eq!(round3(12.345_678), 12.346);
         assert_eq!(round3(0.1 + 0.2), 0.3);
+    }
+
+    #[test]
+    fn runs_in_the_same_second_get_their_own_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let first = create_folder(None, root.path(), "s").unwrap();
+        let second = create_folder(None, root.path(), "s").unwrap();
+        assert_ne!(first, second);
+        assert!(second.is_dir());
+    }
+
+    #[test]
+    fn out_must_not_hold_files() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("summary.csv"), "old").unwrap();
+        let error = create_folder(Some(root.path()), root.path(), "s").unwrap_err();
+        assert!(error.to_string().contains("already exists"), "{error}");
+        let empty = root.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert_eq!(
+            create_folder(Some(&empty), root.path(), "s").unwrap(),
+            empty
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::thresholds::{self, Threshold};
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
 
 /// The maximum number of workers or in-flight requests in one cell.
-pub const MAX_WORKERS: u32 = 100_000;
+pub const MAX_WORKERS: u32 = 5_000;
 
 /// A variant with its path, headers and body compiled.
 #[derive(Debug, Clone)]
@@ -375,7 +375,11 @@ fn compile_template(
     problems: &mut Problems<'_>,
 ) -> Template {
     Template::compile(text, &scenario.vars, columns).unwrap_or_else(|error| {
-        problems.add(key, error.to_string());
+        // When the data file failed to load, its own error already explains the columns.
+        let data_failed = scenario.data.is_some() && columns.is_none();
+        if !(data_failed && matches!(error, crate::template::TemplateError::UnknownColumn { .. })) {
+            problems.add(key, error.to_string());
+        }
         Template::compile("", &Default::default(), None).expect("an empty template compiles")
     })
 }
@@ -517,6 +521,17 @@ fn closed_points(scenario: &Scenario, problems: &mut Problems<'_>) -> Vec<LoadPo
                 format!("invalid concurrency {value}: use 1 to {MAX_WORKERS}"),
             );
         }
+    }
+    if let Some(duration) = scenario.load.duration
+        && scenario.load.ramp_up.0 >= duration.0
+    {
+        problems.add(
+            "load.ramp_up",
+            format!(
+                "ramp_up {} is not shorter than duration {}, so some workers would never send; shorten it",
+                scenario.load.ramp_up, duration
+            ),
+        );
     }
     values
         .into_iter()
