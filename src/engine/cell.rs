@@ -154,9 +154,11 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut second = 0;
     let mut grace_end: Option<Instant> = None;
+    let mut cancelled_at: Option<Instant> = None;
     loop {
         tokio::select! {
             () = inputs.cancel.cancelled(), if grace_end.is_none() => {
+                cancelled_at = Some(Instant::now());
                 grace_end = Some(Instant::now() + inputs.load.grace.0);
             }
             () = sleep_until_some(grace_end) => {
@@ -201,9 +203,11 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
     let last_send = total
         .last_sent
         .map_or(Duration::ZERO, |sent| sent.saturating_duration_since(start));
-    let send_window = match deadline {
-        Some(deadline) if !interrupted => last_send.max(deadline - start).min(elapsed),
-        _ => elapsed,
+    let send_window = match (deadline, cancelled_at) {
+        // Sending stopped at the interrupt; the grace period after it is not sending time.
+        (_, Some(cancelled)) => cancelled.saturating_duration_since(start),
+        (Some(deadline), None) => last_send.max(deadline - start).min(elapsed),
+        (None, None) => elapsed,
     };
     CellResult {
         spec: inputs.spec,

@@ -36,7 +36,7 @@ pub struct MockConfig {
     #[arg(long, value_name = "N/PERIOD", default_value = DEFAULT_RATE_LIMIT)]
     pub rate_limit: Rate,
 
-    /// Added delay of successful execute responses.
+    /// Added delay of execute responses: 200 and 403 get all of it, 429 the base and jitter.
     #[command(flatten)]
     pub latency: LatencyConfig,
 
@@ -95,12 +95,13 @@ pub struct MockConfig {
     pub actions: Vec<String>,
 }
 
-/// Added delay of successful execute responses: base + a uniform draw from [0, jitter] +
-/// per_kib for each KiB of request body.
+/// Added delay of execute responses: base + a uniform draw from [0, jitter] + per_kib for
+/// each KiB of request body. 200 and 403 responses get all of it; a 429 gets the base and
+/// jitter only, and earlier rejections none.
 #[derive(Debug, Clone, Copy, PartialEq, Default, clap::Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LatencyConfig {
-    /// Fixed delay of each successful execute response (a duration such as 20ms).
+    /// Fixed delay of each 200, 403 and 429 execute response (a duration such as 20ms).
     #[arg(
         id = "latency_base",
         long = "latency-base",
