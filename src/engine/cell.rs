@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pacing::{Pacing, Schedule, StopRule};
+use super::pacing::{OpenSchedule, Pacing, Schedule, StopRule};
 use super::transport::Endpoint;
 use super::worker::{CellShared, PreparedRequest, RetryPolicy, WorkerSlot, run_worker};
 use crate::data::{DataSet, RowOrder};
@@ -235,15 +235,14 @@ fn pacing(inputs: &CellInputs, start: Instant) -> Pacing {
                 Arc::new(RateLimiter::direct(quota))
             }),
         },
-        LoadPoint::Open { rate, .. } => Pacing::Open {
+        LoadPoint::Open { rate, .. } => Pacing::Open(OpenSchedule::new(
             start,
-            rate: match &inputs.spec.stages {
+            match &inputs.spec.stages {
                 Some(stages) => Schedule::Staged(Arc::clone(stages)),
                 None => Schedule::Constant(rate),
             },
-            next: AtomicU64::new(0),
-            on_saturation: inputs.load.on_saturation,
-        },
+            inputs.load.on_saturation,
+        )),
     }
 }
 
