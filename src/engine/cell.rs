@@ -246,12 +246,15 @@ fn pacing(inputs: &CellInputs, start: Instant) -> Pacing {
     }
 }
 
-/// Swaps every worker's tally for an empty one and returns their sum.
+/// Swaps every worker's tally for an empty one of the same size and returns their sum.
 fn collect(slots: &[Arc<WorkerSlot>], open: bool) -> Tally {
-    let mut sum = Tally::new(open);
+    let mut sum = Tally::new_growing(open);
     for slot in slots {
-        let fresh = Tally::new(open);
-        let taken = std::mem::replace(&mut *slot.tally.lock().expect("tally lock"), fresh);
+        let taken = {
+            let mut tally = slot.tally.lock().expect("tally lock");
+            let fresh = tally.empty_like();
+            std::mem::replace(&mut *tally, fresh)
+        };
         sum.merge(&taken);
     }
     sum

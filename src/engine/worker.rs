@@ -154,7 +154,7 @@ impl WorkerSlot {
     /// Creates the slot of a worker of a closed (`open = false`) or open cell.
     pub fn new(open: bool) -> WorkerSlot {
         WorkerSlot {
-            tally: Mutex::new(Tally::new(open)),
+            tally: Mutex::new(Tally::new_growing(open)),
             in_flight: AtomicBool::new(false),
         }
     }
