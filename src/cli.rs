@@ -1,5 +1,6 @@
 //! Command-line definitions.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +14,11 @@ pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+    /// Threads of the async runtime. 1 runs everything on one thread with tokio's
+    /// current-thread scheduler; a larger N starts tokio's multi-thread scheduler with N
+    /// worker threads. Default: the number of CPUs this process may use.
+    #[arg(long, global = true, value_name = "N", env = "VOLLEY_THREADS")]
+    pub threads: Option<NonZeroUsize>,
 }
 
 /// volley's commands.

@@ -1,3 +1,4 @@
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,10 +17,22 @@ fn main() -> ExitCode {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // tokio's multi-thread scheduler defaults to one worker thread per CPU this process may
+    // use. With one CPU the current-thread scheduler does the same work with less overhead
+    // per task wake-up (measured with benches/compare.sh, see BENCHMARKS.md).
+    let threads = cli
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok());
+    let mut builder = match threads.map(NonZeroUsize::get) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -21,9 +21,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::BufMut;
 use rand::Rng;
 use rand::rngs::SmallRng;
 use thiserror::Error;
@@ -171,15 +171,20 @@ impl Template {
             .any(|segment| matches!(segment, Segment::Column(_) | Segment::JsonColumn(_)))
     }
 
-    /// Appends the rendered text to `out`.
-    pub fn render_into(&self, out: &mut Vec<u8>, context: &mut RenderContext<'_>) {
-        out.reserve(self.literal_len + 64);
+    /// Returns the expected rendered length in bytes: the literal text and the padding plus
+    /// room for the placeholders' values, so one reservation usually fits the whole render.
+    pub fn size_hint(&self) -> usize {
+        self.literal_len + 64
+    }
+
+    /// Appends the rendered text to `out`, a `Vec<u8>` or a `BytesMut` that a worker reuses.
+    pub fn render_into<B: BufMut>(&self, out: &mut B, context: &mut RenderContext<'_>) {
         for segment in &self.segments {
             match segment {
-                Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
+                Segment::Literal(text) => out.put_slice(text.as_bytes()),
                 Segment::Column(index) => {
                     if let Some(value) = context.row.get(*index) {
-                        out.extend_from_slice(value.as_bytes());
+                        out.put_slice(value.as_bytes());
                     }
                 }
                 Segment::JsonColumn(index) => {
@@ -190,7 +195,7 @@ impl Template {
                 Segment::Uuid => {
                     let uuid = uuid::Builder::from_random_bytes(context.rng.random()).into_uuid();
                     let mut buffer = uuid::Uuid::encode_buffer();
-                    out.extend_from_slice(uuid.hyphenated().encode_lower(&mut buffer).as_bytes());
+                    out.put_slice(uuid.hyphenated().encode_lower(&mut buffer).as_bytes());
                 }
                 Segment::Seq => write_number(out, context.seq),
                 Segment::Worker => write_number(out, u64::from(context.worker)),
@@ -198,26 +203,29 @@ impl Template {
                     let millis = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |elapsed| elapsed.as_millis());
-                    let _ = write!(out, "{millis}");
+                    write_number(out, u64::try_from(millis).unwrap_or(u64::MAX));
                 }
                 Segment::RandomInt(low, high) => {
                     let value = context.rng.random_range(*low..=*high);
-                    let _ = write!(out, "{value}");
+                    if value < 0 {
+                        out.put_u8(b'-');
+                    }
+                    write_number(out, value.unsigned_abs());
                 }
-                Segment::Pad(count) => out.resize(out.len() + count, b'x'),
+                Segment::Pad(count) => out.put_bytes(b'x', *count),
             }
         }
     }
 
     /// Renders into a new string; meant for tests, probes and one-off requests.
     pub fn render_to_string(&self, context: &mut RenderContext<'_>) -> String {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.size_hint());
         self.render_into(&mut out, context);
         String::from_utf8_lossy(&out).into_owned()
     }
 }
 
-fn write_number(out: &mut Vec<u8>, value: u64) {
+fn write_number<B: BufMut>(out: &mut B, value: u64) {
     let mut digits = [0u8; 20];
     let mut position = digits.len();
     let mut rest = value;
@@ -229,24 +237,27 @@ fn write_number(out: &mut Vec<u8>, value: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[position..]);
+    out.put_slice(&digits[position..]);
 }
 
 /// Appends `value` escaped as the inside of a JSON string.
-fn escape_json_into(out: &mut Vec<u8>, value: &str) {
+fn escape_json_into<B: BufMut>(out: &mut B, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for character in value.chars() {
         match character {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
+            '"' => out.put_slice(b"\\\""),
+            '\\' => out.put_slice(b"\\\\"),
+            '\n' => out.put_slice(b"\\n"),
+            '\r' => out.put_slice(b"\\r"),
+            '\t' => out.put_slice(b"\\t"),
             control if u32::from(control) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(control));
+                let code = u32::from(control) as usize;
+                out.put_slice(b"\\u00");
+                out.put_slice(&[HEX[code >> 4], HEX[code & 0xf]]);
             }
             other => {
                 let mut buffer = [0u8; 4];
-                out.extend_from_slice(other.encode_utf8(&mut buffer).as_bytes());
+                out.put_slice(other.encode_utf8(&mut buffer).as_bytes());
             }
         }
     }

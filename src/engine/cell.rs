@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pacing::{Pacing, Schedule, StopRule};
+use super::pacing::{OpenSchedule, Pacing, Schedule, StopRule};
 use super::transport::Endpoint;
 use super::worker::{CellShared, PreparedRequest, RetryPolicy, WorkerSlot, run_worker};
 use crate::data::{DataSet, RowOrder};
@@ -239,24 +239,26 @@ fn pacing(inputs: &CellInputs, start: Instant) -> Pacing {
                 Arc::new(RateLimiter::direct(quota))
             }),
         },
-        LoadPoint::Open { rate, .. } => Pacing::Open {
+        LoadPoint::Open { rate, .. } => Pacing::Open(OpenSchedule::new(
             start,
-            rate: match &inputs.spec.stages {
+            match &inputs.spec.stages {
                 Some(stages) => Schedule::Staged(Arc::clone(stages)),
                 None => Schedule::Constant(rate),
             },
-            next: AtomicU64::new(0),
-            on_saturation: inputs.load.on_saturation,
-        },
+            inputs.load.on_saturation,
+        )),
     }
 }
 
-/// Swaps every worker's tally for an empty one and returns their sum.
+/// Swaps every worker's tally for an empty one of the same size and returns their sum.
 fn collect(slots: &[Arc<WorkerSlot>], open: bool) -> Tally {
-    let mut sum = Tally::new(open);
+    let mut sum = Tally::new_growing(open);
     for slot in slots {
-        let fresh = Tally::new(open);
-        let taken = std::mem::replace(&mut *slot.tally.lock().expect("tally lock"), fresh);
+        let taken = {
+            let mut tally = slot.tally.lock().expect("tally lock");
+            let fresh = tally.empty_like();
+            std::mem::replace(&mut *tally, fresh)
+        };
         sum.merge(&taken);
     }
     sum

@@ -51,16 +51,71 @@ pub enum Pacing {
         stages: Option<(Instant, Arc<Stages>)>,
     },
     /// A fixed arrival schedule.
-    Open {
-        /// The time request 0 is due.
-        start: Instant,
-        /// Requests per second, or the staged rate.
-        rate: Schedule,
-        /// The next request index to claim.
-        next: AtomicU64,
-        /// What to do with requests that fall due while every worker is busy.
-        on_saturation: OnSaturation,
-    },
+    Open(OpenSchedule),
+}
+
+/// The open model's arrival schedule, shared by the workers of a cell.
+pub struct OpenSchedule {
+    /// The time request 0 is due.
+    pub start: Instant,
+    /// Requests per second, or the staged rate.
+    pub rate: Schedule,
+    /// The next request index to claim.
+    pub next: AtomicU64,
+    /// What to do with requests that fall due while every worker is busy.
+    pub on_saturation: OnSaturation,
+}
+
+impl OpenSchedule {
+    /// Creates a schedule whose request 0 is due at `start`.
+    pub fn new(start: Instant, rate: Schedule, on_saturation: OnSaturation) -> OpenSchedule {
+        OpenSchedule {
+            start,
+            rate,
+            next: AtomicU64::new(0),
+            on_saturation,
+        }
+    }
+
+    /// Claims the next request index and computes its due time, without waiting for it.
+    /// With `drop`, indices already due at `now` are skipped and added to `dropped`. Returns
+    /// `None` when the schedule or the stop rule has no further request.
+    pub fn claim(&self, stop: &StopRule, now: Instant, dropped: &mut u64) -> Option<Ticket> {
+        loop {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            if stop.iterations.is_some_and(|limit| index >= limit) {
+                return None;
+            }
+            let due = self.start + self.rate.offset(index)?;
+            if stop.past_deadline(due) {
+                return None;
+            }
+            if let Some(deadline) = stop.deadline
+                && now >= deadline
+            {
+                // The send window is over: this request and every one still unclaimed that
+                // fell due before the deadline can no longer be sent, so they are dropped in
+                // one step.
+                let planned = self.rate.due_within(deadline - self.start);
+                let claimed = self.next.fetch_max(planned, Ordering::Relaxed);
+                *dropped += 1 + planned.saturating_sub(claimed);
+                return None;
+            }
+            if self.on_saturation == OnSaturation::Drop && now > due {
+                // Every request already due fell due while all workers were busy: skip them
+                // all at once, so a rate far beyond reach cannot keep a worker counting.
+                let overdue = self.rate.due_within(now - self.start);
+                let claimed = self.next.fetch_max(overdue, Ordering::Relaxed);
+                *dropped += 1 + overdue.saturating_sub(claimed);
+                continue;
+            }
+            return Some(Ticket {
+                due,
+                seq: index,
+                released: now,
+            });
+        }
+    }
 }
 
 /// The open model's arrival rate.
@@ -102,6 +157,9 @@ pub struct Ticket {
     pub due: Instant,
     /// The request's sequence number within the cell.
     pub seq: u64,
+    /// When the pacing let the request go, read once after any wait. The worker takes it as
+    /// the send time, so the hot path reads the clock once before and once after a request.
+    pub released: Instant,
 }
 
 /// A worker's own pacing state.
@@ -130,12 +188,7 @@ impl Pacing {
                 }
                 next_closed(throttle.as_deref(), pace, stop).await
             }
-            Pacing::Open {
-                start,
-                rate,
-                next,
-                on_saturation,
-            } => next_open(*start, rate, next, *on_saturation, stop, dropped).await,
+            Pacing::Open(schedule) => next_open(schedule, stop, dropped).await,
         }
     }
 }
@@ -171,7 +224,8 @@ async fn next_closed(
     pace: &mut WorkerPace,
     stop: &StopRule,
 ) -> Option<Ticket> {
-    if stop.cancel.is_cancelled() || stop.past_deadline(Instant::now()) {
+    let mut now = Instant::now();
+    if stop.cancel.is_cancelled() || stop.past_deadline(now) {
         return None;
     }
     if let Some(limiter) = throttle {
@@ -183,6 +237,7 @@ async fn next_closed(
             () = tokio::time::sleep_until(deadline) => return None,
             () = stop.cancel.cancelled() => return None,
         }
+        now = Instant::now();
     }
     if let Some(limit) = stop.iterations
         && stop.issued.fetch_add(1, Ordering::Relaxed) >= limit
@@ -192,57 +247,28 @@ async fn next_closed(
     let seq = pace.sent * u64::from(pace.workers) + u64::from(pace.index);
     pace.sent += 1;
     Some(Ticket {
-        due: Instant::now(),
+        due: now,
         seq,
+        released: now,
     })
 }
 
-async fn next_open(
-    start: Instant,
-    rate: &Schedule,
-    next: &AtomicU64,
-    on_saturation: OnSaturation,
-    stop: &StopRule,
-    dropped: &mut u64,
-) -> Option<Ticket> {
-    loop {
-        if stop.cancel.is_cancelled() {
-            return None;
-        }
-        let index = next.fetch_add(1, Ordering::Relaxed);
-        if stop.iterations.is_some_and(|limit| index >= limit) {
-            return None;
-        }
-        let due = start + rate.offset(index)?;
-        if stop.past_deadline(due) {
-            return None;
-        }
-        let now = Instant::now();
-        if let Some(deadline) = stop.deadline
-            && now >= deadline
-        {
-            // The send window is over: this request and every one still unclaimed that fell
-            // due before the deadline can no longer be sent, so they are dropped in one step.
-            let planned = rate.due_within(deadline - start);
-            let claimed = next.fetch_max(planned, Ordering::Relaxed);
-            *dropped += 1 + planned.saturating_sub(claimed);
-            return None;
-        }
-        if on_saturation == OnSaturation::Drop && now > due {
-            // Every request already due was due while all workers were busy: skip them all at
-            // once, so a rate far beyond reach cannot keep a worker counting in a loop.
-            let overdue = rate.due_within(now - start);
-            let claimed = next.fetch_max(overdue, Ordering::Relaxed);
-            *dropped += 1 + overdue.saturating_sub(claimed);
-            tokio::task::yield_now().await;
-            continue;
-        }
+async fn next_open(schedule: &OpenSchedule, stop: &StopRule, dropped: &mut u64) -> Option<Ticket> {
+    if stop.cancel.is_cancelled() {
+        return None;
+    }
+    let now = Instant::now();
+    let mut ticket = schedule.claim(stop, now, dropped)?;
+    // A late request goes out at once, without a timer or a cancellation waiter: when the
+    // cell runs behind, every request is late and both would cost time on the hot path.
+    if ticket.due > now {
         tokio::select! {
-            () = tokio::time::sleep_until(due) => {}
+            () = tokio::time::sleep_until(ticket.due) => {}
             () = stop.cancel.cancelled() => return None,
         }
-        return Some(Ticket { due, seq: index });
+        ticket.released = Instant::now();
     }
+    Some(ticket)
 }
 
 #[cfg(test)]
@@ -259,12 +285,11 @@ mod tests {
     }
 
     fn open(start: Instant, rate: f64, on_saturation: OnSaturation) -> Pacing {
-        Pacing::Open {
+        Pacing::Open(OpenSchedule::new(
             start,
-            rate: Schedule::Constant(rate),
-            next: AtomicU64::new(0),
+            Schedule::Constant(rate),
             on_saturation,
-        }
+        ))
     }
 
     fn pace() -> WorkerPace {

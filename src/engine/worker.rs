@@ -1,26 +1,28 @@
 //! The one worker loop that both load models share: take a ticket from the pacing strategy,
 //! render and send the request, classify the response, record it in the worker's own tally.
 
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::Deserialize;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::pacing::{Pacing, StopRule, WorkerPace};
 use super::transport::{self, Connection, Endpoint, Response, TransportError};
 use crate::data::{DataSet, RowCursor, RowOrder};
 use crate::metrics::{ErrorDetail, Outcome, Tally};
 use crate::scenario::CompiledVariant;
-use crate::template::RenderContext;
+use crate::template::{RenderContext, Template};
 
 /// Response headers kept with 403 and 429 responses to explain a refusal.
 const RATE_LIMIT_HEADERS: [&str; 10] = [
@@ -43,6 +45,11 @@ pub struct PreparedRequest {
     uri: Option<Uri>,
     /// Headers whose values have no per-request placeholder, plus `Host`.
     headers: HeaderMap,
+    /// Whether any header value has a per-request placeholder.
+    dynamic_headers: bool,
+    /// The bytes reserved before rendering: enough for the body and every per-request path
+    /// and header value, so that all of them usually fit in one buffer.
+    render_size: usize,
     variant: Arc<CompiledVariant>,
 }
 
@@ -63,10 +70,28 @@ impl PreparedRequest {
             .path
             .as_constant()
             .and_then(|path| path.parse().ok());
+        let dynamic: Vec<&Template> = variant
+            .headers
+            .iter()
+            .map(|(_, template)| template)
+            .chain(std::iter::once(&variant.path))
+            .filter(|template| template.as_constant().is_none())
+            .collect();
+        let dynamic_headers = variant
+            .headers
+            .iter()
+            .any(|(_, template)| template.as_constant().is_none());
+        let render_size = variant.body.size_hint()
+            + dynamic
+                .iter()
+                .map(|template| template.size_hint())
+                .sum::<usize>();
         PreparedRequest {
             method: variant.method.clone(),
             uri,
             headers,
+            dynamic_headers,
+            render_size,
             variant,
         }
     }
@@ -139,6 +164,21 @@ struct WorkerState {
     rng: SmallRng,
     cursor: RowCursor,
     auth: Option<(HeaderName, watch::Receiver<HeaderValue>, HeaderValue)>,
+    /// The constant headers with the current auth value, cloned for each request of a
+    /// variant without per-request headers.
+    headers: HeaderMap,
+    /// Whether this worker sets `content-length` itself, in the last entry of `headers`.
+    /// hyper adds the header when the request lacks it, and the append grows the cloned map,
+    /// which has no spare capacity, so each request would reallocate it.
+    sets_length: bool,
+    /// The last body length and its header value, reused while the length stays the same.
+    length: (usize, HeaderValue),
+    /// The timeout timer of [`within_deadline`].
+    timer: Pin<Box<Sleep>>,
+    /// Rendered bodies, paths and header values are split off this buffer. hyper drops a
+    /// request's parts once written, so the buffer reclaims its space and a worker renders
+    /// without allocating.
+    buffer: BytesMut,
     pace: WorkerPace,
 }
 
@@ -154,7 +194,7 @@ impl WorkerSlot {
     /// Creates the slot of a worker of a closed (`open = false`) or open cell.
     pub fn new(open: bool) -> WorkerSlot {
         WorkerSlot {
-            tally: Mutex::new(Tally::new(open)),
+            tally: Mutex::new(Tally::new_growing(open)),
             in_flight: AtomicBool::new(false),
         }
     }
@@ -163,14 +203,33 @@ impl WorkerSlot {
 /// Runs worker `index` until the cell's stop rule ends it, recording into its slot.
 pub async fn run_worker(shared: Arc<CellShared>, index: u32, slot: Arc<WorkerSlot>) {
     let tally = &slot.tally;
+    let auth = shared.auth.clone().map(|(name, mut receiver)| {
+        let value = receiver.borrow_and_update().clone();
+        (name, receiver, value)
+    });
+    let mut headers = shared.request.headers.clone();
+    if let Some((name, _, value)) = &auth {
+        headers.insert(name.clone(), value.clone());
+    }
+    // A length or encoding that the scenario sets goes out as written, as hyper leaves it.
+    let sets_length = !shared.request.dynamic_headers
+        && !headers.contains_key(CONTENT_LENGTH)
+        && !headers.contains_key(TRANSFER_ENCODING);
+    let length = (0, HeaderValue::from_static("0"));
+    if sets_length {
+        headers.insert(CONTENT_LENGTH, length.1.clone());
+    }
     let mut state = WorkerState {
         connection: None,
         rng: SmallRng::seed_from_u64(shared.seed ^ u64::from(index).rotate_left(17)),
         cursor: RowCursor::new(shared.row_order, shared.seed, index, shared.workers),
-        auth: shared.auth.clone().map(|(name, mut receiver)| {
-            let value = receiver.borrow_and_update().clone();
-            (name, receiver, value)
-        }),
+        auth,
+        headers,
+        sets_length,
+        length,
+        // Already elapsed, so that the first request arms it with its own deadline.
+        timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+        buffer: BytesMut::new(),
         pace: WorkerPace {
             index,
             workers: shared.workers,
@@ -189,7 +248,7 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, slot: Arc<WorkerSlo
         let Some(ticket) = ticket else {
             break;
         };
-        let sent_at = Instant::now();
+        let sent_at = ticket.released;
         let (result, retries, body_len) = match build_request(&shared, &mut state, ticket.seq) {
             Ok(prepared) => {
                 let body_len = prepared.body.len() as u64;
@@ -243,8 +302,10 @@ async fn send_with_retries(
         if policy.enabled && retries < policy.max_retries {
             next = Some(current.clone());
         }
-        let result = tokio::time::timeout(
-            shared.timeout,
+        let deadline = Instant::now() + shared.timeout;
+        let result = within_deadline(
+            &mut state.timer,
+            deadline,
             transport::send(
                 &shared.endpoint,
                 &mut state.connection,
@@ -252,7 +313,7 @@ async fn send_with_retries(
             ),
         )
         .await
-        .unwrap_or_else(|_| Err(TransportError::timeout(shared.timeout)));
+        .unwrap_or_else(|| Err(TransportError::timeout(shared.timeout)));
         if result.is_err() {
             // A timed-out or broken connection may still deliver a stale answer; start afresh.
             state.connection = None;
@@ -282,6 +343,33 @@ async fn send_with_retries(
             () = shared.stop.cancel.cancelled() => return (result, u64::from(retries)),
         }
         retries += 1;
+    }
+}
+
+/// Runs `future` until it completes or `deadline` passes, whichever comes first; `None` means
+/// the deadline passed.
+///
+/// `timer` is the worker's one timeout timer. It is re-armed only when it fires: deadlines
+/// grow with every request, so a timer armed for an earlier request's deadline fires no later
+/// than this one's, and on firing it moves to this deadline. That replaces the insertion and
+/// removal of a timer per request with about one re-arm per timeout period.
+async fn within_deadline<F: Future>(
+    timer: &mut Pin<Box<Sleep>>,
+    deadline: Instant,
+    future: F,
+) -> Option<F::Output> {
+    let mut future = pin!(future);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut future => return Some(output),
+            () = timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                timer.as_mut().reset(deadline);
+            }
+        }
     }
 }
 
@@ -320,21 +408,29 @@ fn build_request(
         Some(data) => data.row(state.cursor.next_index(data.len())),
         None => &[],
     };
+    if let Some((name, receiver, value)) = &mut state.auth
+        && receiver.has_changed().unwrap_or(false)
+    {
+        *value = receiver.borrow_and_update().clone();
+        state.headers.insert(name.clone(), value.clone());
+    }
     let mut context = RenderContext {
         row,
         seq,
         worker: state.pace.index,
         rng: &mut state.rng,
     };
-    let mut body = Vec::new();
-    variant.body.render_into(&mut body, &mut context);
+    let buffer = &mut state.buffer;
+    buffer.reserve(prepared.render_size);
+    variant.body.render_into(buffer, &mut context);
+    let body = buffer.split().freeze();
 
     let uri = match &prepared.uri {
         Some(uri) => uri.clone(),
         None => {
-            let mut path = Vec::new();
-            variant.path.render_into(&mut path, &mut context);
-            Uri::try_from(path.as_slice()).map_err(|_| {
+            variant.path.render_into(buffer, &mut context);
+            let path = buffer.split().freeze();
+            Uri::from_maybe_shared(path.clone()).map_err(|_| {
                 invalid_request(format!(
                     "the rendered path \"{}\" is not a valid URI; percent-encode spaces and other reserved characters",
                     String::from_utf8_lossy(&path)
@@ -342,30 +438,46 @@ fn build_request(
             })?
         }
     };
-    let mut headers = prepared.headers.clone();
-    for (name, template) in &variant.headers {
-        if template.as_constant().is_none() {
-            let mut value = Vec::new();
-            template.render_into(&mut value, &mut context);
-            let value = HeaderValue::from_bytes(&value).map_err(|_| {
-                invalid_request(format!(
-                    "the rendered {name} header has characters a header cannot carry, such as a newline"
-                ))
-            })?;
-            headers.insert(name.clone(), value);
+    let headers = if prepared.dynamic_headers {
+        // Rendered values are inserted after the constant ones and the auth value last, in
+        // the order `volley probe` shows.
+        let mut headers = prepared.headers.clone();
+        for (name, template) in &variant.headers {
+            if template.as_constant().is_none() {
+                template.render_into(buffer, &mut context);
+                let value = HeaderValue::from_maybe_shared(buffer.split().freeze()).map_err(|_| {
+                    invalid_request(format!(
+                        "the rendered {name} header has characters a header cannot carry, such as a newline"
+                    ))
+                })?;
+                headers.insert(name.clone(), value);
+            }
         }
-    }
-    if let Some((name, receiver, value)) = &mut state.auth {
-        if receiver.has_changed().unwrap_or(false) {
-            *value = receiver.borrow_and_update().clone();
+        if let Some((name, _, value)) = &state.auth {
+            headers.insert(name.clone(), value.clone());
         }
-        headers.insert(name.clone(), value.clone());
-    }
+        headers
+    } else {
+        let mut headers = state.headers.clone();
+        if state.sets_length {
+            // hyper sends no content-length with an empty body, so neither does the worker.
+            // The entry is the last one, so removing it moves no other header.
+            if body.is_empty() {
+                headers.remove(CONTENT_LENGTH);
+            } else {
+                if state.length.0 != body.len() {
+                    state.length = (body.len(), HeaderValue::from(body.len()));
+                }
+                headers.insert(CONTENT_LENGTH, state.length.1.clone());
+            }
+        }
+        headers
+    };
     Ok(Prepared {
         method: prepared.method.clone(),
         uri,
         headers,
-        body: Bytes::from(body),
+        body,
     })
 }
 

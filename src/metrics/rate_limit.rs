@@ -5,7 +5,7 @@
 //! `x-ratelimit-limit/-remaining/-reset` (common practice) and `ratelimit-limit/-remaining/
 //! -reset/-policy` (the IETF httpapi draft, where `-policy` reads like `100;w=60`).
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 /// A `*-reset` value above this is a Unix time, not a number of seconds.
 const EPOCH_THRESHOLD: u64 = 1_000_000_000;
@@ -21,7 +21,19 @@ pub struct RateLimitSeen {
     pub min_remaining: Option<u64>,
 }
 
-fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+// Parsed once here: a lookup by `&str` parses and validates the name on every response.
+const ININ_ALLOWED: HeaderName = HeaderName::from_static("inin-ratelimit-allowed");
+const ININ_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
+const ININ_RESET: HeaderName = HeaderName::from_static("inin-ratelimit-reset");
+const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     let text = headers.get(name)?.to_str().ok()?;
     // Draft headers may list several values ("100, 50;w=1"); the first one applies.
     let first = text.split([',', ';']).next()?.trim();
@@ -29,7 +41,7 @@ fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
 }
 
 fn policy_window(headers: &HeaderMap) -> Option<u64> {
-    let text = headers.get("ratelimit-policy")?.to_str().ok()?;
+    let text = headers.get(&POLICY)?.to_str().ok()?;
     text.split([';', ','])
         .filter_map(|part| part.trim().strip_prefix("w="))
         .filter_map(|window| window.trim().parse().ok())
@@ -50,19 +62,19 @@ fn min_option(first: Option<u64>, second: Option<u64>) -> Option<u64> {
 impl RateLimitSeen {
     /// Reads one response's headers into the summary.
     pub fn observe(&mut self, headers: &HeaderMap) {
-        let allowed = number(headers, "inin-ratelimit-allowed");
+        let allowed = number(headers, &ININ_ALLOWED);
         let limit = allowed
-            .or_else(|| number(headers, "x-ratelimit-limit"))
-            .or_else(|| number(headers, "ratelimit-limit"));
+            .or_else(|| number(headers, &X_LIMIT))
+            .or_else(|| number(headers, &LIMIT));
         if limit.is_none() {
             return;
         }
-        let remaining = number(headers, "x-ratelimit-remaining")
-            .or_else(|| number(headers, "ratelimit-remaining"))
-            .or_else(|| Some(allowed?.saturating_sub(number(headers, "inin-ratelimit-count")?)));
-        let reset = number(headers, "inin-ratelimit-reset")
-            .or_else(|| number(headers, "ratelimit-reset"))
-            .or_else(|| number(headers, "x-ratelimit-reset"))
+        let remaining = number(headers, &X_REMAINING)
+            .or_else(|| number(headers, &REMAINING))
+            .or_else(|| Some(allowed?.saturating_sub(number(headers, &ININ_COUNT)?)));
+        let reset = number(headers, &ININ_RESET)
+            .or_else(|| number(headers, &RESET))
+            .or_else(|| number(headers, &X_RESET))
             .filter(|reset| *reset < EPOCH_THRESHOLD);
         self.limit = max_option(self.limit, limit);
         self.window_s = max_option(self.window_s, policy_window(headers).or(reset));

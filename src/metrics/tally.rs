@@ -13,9 +13,36 @@ pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Details kept per kind of error, at most this many kinds per tally.
 const MAX_ERROR_KINDS: usize = 64;
 
+/// The highest latency a growing histogram covers before it first grows, in microseconds.
+/// hdrhistogram's smallest layout at 3 significant digits covers 2,048 values with 16 KiB of
+/// counts, and each doubling of the range adds 1,024 counts (8 KiB).
+const GROWING_START_US: u64 = 2_048;
+
 /// Creates an empty latency histogram: microseconds from 1 us to 1 h, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("the bounds are valid")
+}
+
+/// Creates an empty histogram with the same precision as [`new_histogram`] that allocates
+/// counts only up to the largest latency recorded (at most 1 h, because [`Tally::record`]
+/// clamps). A fixed 1 h histogram contains 184 KiB of counts, while latencies below 16 ms
+/// need 40 KiB and latencies below 1 s need 88 KiB.
+fn new_growing_histogram() -> Histogram<u64> {
+    let mut histogram =
+        Histogram::new_with_bounds(1, GROWING_START_US, 3).expect("the bounds are valid");
+    histogram.auto(true);
+    histogram
+}
+
+/// Records `latency_us`, clamped to 1 us..1 h. `record`, not `saturating_record`, because
+/// the latter clamps to a growing histogram's current range instead of growing it. Clamping
+/// to 1 h first keeps a growing histogram from growing past the fixed ones.
+fn record_latency(histogram: &mut Histogram<u64>, latency_us: u64) {
+    let latency_us = latency_us.clamp(1, MAX_LATENCY_US);
+    if histogram.record(latency_us).is_err() {
+        // Only a histogram that cannot grow to 1 h gets here; none is made that way.
+        histogram.saturating_record(latency_us);
+    }
 }
 
 /// The reason a request failed, from its response or its error.
@@ -83,10 +110,33 @@ pub struct Tally {
 impl Tally {
     /// Creates an empty tally; `corrected` adds the uncorrected histogram of the open model.
     pub fn new(corrected: bool) -> Tally {
+        Tally::with_histograms(new_histogram(), corrected.then(new_histogram))
+    }
+
+    /// Creates an empty tally whose histograms grow with the latencies recorded. Workers and
+    /// the per-second sums use it: they hold few distinct latencies, and a cell may run
+    /// hundreds of workers.
+    pub fn new_growing(corrected: bool) -> Tally {
+        Tally::with_histograms(
+            new_growing_histogram(),
+            corrected.then(new_growing_histogram),
+        )
+    }
+
+    /// Creates an empty tally of the same shape: histograms of the same range that grow
+    /// the same way, so that a worker's next second starts at the size its last one reached.
+    pub fn empty_like(&self) -> Tally {
+        Tally::with_histograms(
+            Histogram::new_from(&self.latency),
+            self.uncorrected.as_ref().map(Histogram::new_from),
+        )
+    }
+
+    fn with_histograms(latency: Histogram<u64>, uncorrected: Option<Histogram<u64>>) -> Tally {
         Tally {
             counts: [0; OUTCOMES.len()],
-            latency: new_histogram(),
-            uncorrected: corrected.then(new_histogram),
+            latency,
+            uncorrected,
             request_bytes: 0,
             response_bytes: 0,
             dropped: 0,
@@ -97,11 +147,6 @@ impl Tally {
             retries: 0,
             rate_limit: RateLimitSeen::default(),
         }
-    }
-
-    /// Creates an empty tally of the same shape.
-    pub fn empty_like(&self) -> Tally {
-        Tally::new(self.uncorrected.is_some())
     }
 
     /// Returns the number of requests with an outcome.
@@ -118,9 +163,9 @@ impl Tally {
     /// tallies).
     pub fn record(&mut self, outcome: Outcome, latency_us: u64, uncorrected_us: u64) {
         self.counts[outcome.index()] += 1;
-        self.latency.saturating_record(latency_us.max(1));
+        record_latency(&mut self.latency, latency_us);
         if let Some(uncorrected) = &mut self.uncorrected {
-            uncorrected.saturating_record(uncorrected_us.max(1));
+            record_latency(uncorrected, uncorrected_us);
         }
     }
 
@@ -220,6 +265,42 @@ mod tests {
         assert_eq!(tally.count(Outcome::Throttled), 1);
         assert_eq!(tally.latency.len(), 2);
         assert_eq!(tally.uncorrected.as_ref().unwrap().max(), 3_001);
+    }
+
+    #[test]
+    fn growing_tally_keeps_large_latencies() {
+        let mut tally = Tally::new_growing(true);
+        tally.record(Outcome::Timeout, 300_000, 299_000);
+        tally.record(Outcome::Timeout, u64::MAX, u64::MAX);
+        assert_eq!(tally.latency.len(), 2);
+        assert_eq!(
+            tally.latency.min(),
+            tally.latency.lowest_equivalent(300_000)
+        );
+        assert_eq!(
+            tally.latency.max(),
+            tally.latency.highest_equivalent(MAX_LATENCY_US)
+        );
+        let uncorrected = tally.uncorrected.as_ref().unwrap();
+        assert_eq!(uncorrected.min(), uncorrected.lowest_equivalent(299_000));
+    }
+
+    #[test]
+    fn merge_from_growing_tally_keeps_values() {
+        let mut worker = Tally::new_growing(false);
+        worker.record(Outcome::Ok, 150, 0);
+        worker.record(Outcome::Ok, 42_000, 0);
+        let mut next = worker.empty_like();
+        next.record(Outcome::Ok, 41_000, 0);
+        let mut total = Tally::new(false);
+        total.merge(&worker);
+        total.merge(&next);
+        assert_eq!(total.latency.len(), 3);
+        assert_eq!(total.latency.min(), 150);
+        assert_eq!(
+            total.latency.max(),
+            total.latency.highest_equivalent(42_000)
+        );
     }
 
     #[test]
