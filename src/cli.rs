@@ -71,6 +71,10 @@ pub struct CapacityArgs {
     /// Hide the progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also write results.jtl: one row per request of every step, in JMeter's default CSV
+    /// columns.
+    #[arg(long)]
+    pub jtl: bool,
 }
 
 /// The scenario file and its overrides.
@@ -96,6 +100,9 @@ pub struct RunArgs {
     /// Hide the progress bars (they are also hidden when stderr is not a terminal).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also write results.jtl: one row per request in JMeter's default CSV columns.
+    #[arg(long)]
+    pub jtl: bool,
 }
 
 /// Options of `volley probe`.

@@ -72,6 +72,7 @@ pub async fn run(args: RunArgs) -> u8 {
         quiet: args.quiet,
         overrides: args.scenario.overrides.clone(),
         signal_code: Some(Arc::clone(&signal_code)),
+        jtl: args.jtl,
     };
     let result = engine::run(&plan, &options, cancel.clone()).await;
     signal.abort();

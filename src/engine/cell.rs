@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::jtl::JtlCell;
 use super::pacing::{OpenSchedule, Pacing, Schedule, StopRule};
 use super::transport::Endpoint;
 use super::worker::{CellShared, PreparedRequest, RetryPolicy, WorkerSlot, run_worker};
@@ -38,6 +39,8 @@ pub struct CellInputs {
     pub seed: u64,
     /// Cancelled on interrupt.
     pub cancel: CancellationToken,
+    /// With `--jtl`: where each request's row goes.
+    pub jtl: Option<Arc<JtlCell>>,
 }
 
 /// One second (or the last part of one) of a cell.
@@ -124,6 +127,7 @@ pub async fn run_cell(inputs: CellInputs, on_interval: &mut dyn FnMut(Interval<'
             max_retries: inputs.load.max_retries,
             max_wait: inputs.load.max_retry_wait.0,
         },
+        jtl: inputs.jtl.clone(),
     });
 
     let slots: Vec<Arc<WorkerSlot>> = (0..workers)

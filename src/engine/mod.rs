@@ -2,6 +2,7 @@
 //! and keep the report files current after every cell.
 
 pub mod cell;
+pub mod jtl;
 pub mod pacing;
 pub mod progress;
 pub mod stages;
@@ -17,13 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthProvider, TokenSummary};
 use crate::mock::{self, MockServer};
+use crate::report::jtl::CellContext as JtlContext;
 use crate::report::run_json::{CellRecord, RunRecord};
 use crate::report::summary::SummaryRow;
 use crate::report::timeseries::{TimeseriesRow, TimeseriesWriter};
 use crate::report::{self, rfc3339};
-use crate::scenario::{CellSpec, Load, LoadPoint, Plan};
+use crate::scenario::{CellSpec, CompiledVariant, Load, LoadPoint, Plan};
 use crate::thresholds;
 use cell::{CellInputs, CellResult, run_cell};
+use jtl::JtlWriter;
 use progress::Progress;
 use transport::Endpoint;
 
@@ -40,6 +43,8 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     /// Set by the signal watcher to the exit code of the signal received.
     pub signal_code: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
+    /// Also write `results.jtl`, one row per request.
+    pub jtl: bool,
 }
 
 /// What a run produced.
@@ -114,6 +119,7 @@ pub struct Session<'a> {
     progress: Progress,
     results: Vec<CellResult>,
     aborted: bool,
+    jtl: Option<JtlWriter>,
 }
 
 impl<'a> Session<'a> {
@@ -131,8 +137,12 @@ impl<'a> Session<'a> {
             tracing::warn!("target.insecure is on: TLS certificates are not checked");
             eprintln!("warning: target.insecure is on, so TLS certificates are not checked");
         }
-        let endpoint =
-            Arc::new(Endpoint::from_url(&target.base_url, insecure).map_err(anyhow::Error::msg)?);
+        let mut endpoint =
+            Endpoint::from_url(&target.base_url, insecure).map_err(anyhow::Error::msg)?;
+        if options.jtl {
+            endpoint.record_timings();
+        }
+        let endpoint = Arc::new(endpoint);
         let auth = AuthProvider::start(&plan.scenario.auth, &target.base_url).await?;
         let folder = report::create_folder(
             options.out.as_deref(),
@@ -142,6 +152,12 @@ impl<'a> Session<'a> {
         .context("creating the report folder")?;
         let timeseries = TimeseriesWriter::create(&folder.join("timeseries.csv"))
             .with_context(|| format!("creating {}", folder.join("timeseries.csv").display()))?;
+        let jtl = if options.jtl {
+            let path = folder.join("results.jtl");
+            Some(JtlWriter::create(&path).with_context(|| format!("creating {}", path.display()))?)
+        } else {
+            None
+        };
         let session = Session {
             plan,
             options,
@@ -155,6 +171,7 @@ impl<'a> Session<'a> {
             progress: Progress::new(options.quiet),
             results: Vec::new(),
             aborted: false,
+            jtl,
         };
         write_tables(&session.folder, &session.results)?;
         session.write_progress()?;
@@ -223,6 +240,10 @@ impl<'a> Session<'a> {
         };
         self.progress.start_cell(label, duration, load.iterations);
         let by_requests = duration.is_none();
+        let jtl = self.jtl.as_ref().map(|writer| {
+            let url = jtl_url(self.plan, spec.variant, &variant, &self.target.base_url);
+            writer.cell(|base| JtlContext::new(spec.index, &variant.name, url, base))
+        });
         let mut write_error = None;
         let progress = &self.progress;
         let timeseries = &mut self.timeseries;
@@ -237,6 +258,7 @@ impl<'a> Session<'a> {
                 row_order: self.plan.row_order,
                 seed: self.plan.seed,
                 cancel: self.cancel.clone(),
+                jtl,
             },
             &mut |interval| {
                 progress.update(&interval, by_requests);
@@ -273,10 +295,21 @@ impl<'a> Session<'a> {
     }
 
     /// Writes the final reports, stops the target and returns what ran.
-    pub async fn finish(self) -> anyhow::Result<RunOutput> {
+    pub async fn finish(mut self) -> anyhow::Result<RunOutput> {
         let output = self.snapshot();
         write_tables(&output.folder, &output.results)?;
         write_run_json(self.plan, self.options, &output, self.started)?;
+        if let Some(jtl) = self.jtl.take() {
+            let summary = jtl.finish()?;
+            if summary.lost > 0 {
+                eprintln!(
+                    "warning: results.jtl lacks {} of {} rows because its writer fell behind by more than {} rows; summary.csv counts every request",
+                    summary.lost,
+                    summary.rows + summary.lost,
+                    jtl::MAX_QUEUED_ROWS
+                );
+            }
+        }
         drop(self.auth);
         if let Some(server) = self.target.mock {
             server.shutdown().await;
@@ -302,6 +335,22 @@ pub async fn run(
         }
     }
     session.finish().await
+}
+
+/// Returns the URL column of `results.jtl` for variant `index`: the rendered path when it has
+/// no per-request placeholder, else the scenario's path text with its placeholders.
+fn jtl_url(plan: &Plan, index: usize, variant: &CompiledVariant, base_url: &str) -> String {
+    let path = match variant.path.as_constant() {
+        Some(path) => path.to_string(),
+        None => plan
+            .scenario
+            .variants
+            .get(index)
+            .and_then(|own| own.path.clone())
+            .unwrap_or_else(|| plan.scenario.request.path.clone()),
+    };
+    let secrets = report::run_json::secrets(&plan.scenario.auth);
+    report::jtl::safe_url(base_url, &path, &secrets)
 }
 
 fn cell_label(index: usize, count: usize, variant: &str, load: &LoadPoint) -> String {

@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
@@ -34,6 +35,8 @@ pub struct Endpoint {
     port: u16,
     authority: HeaderValue,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Whether responses carry [`Response::head_at`], which `--jtl` reports as latency.
+    timings: bool,
 }
 
 impl Endpoint {
@@ -75,7 +78,14 @@ impl Endpoint {
             port,
             authority,
             tls,
+            timings: false,
         })
+    }
+
+    /// Makes every response record when its head arrived, at the cost of one clock read per
+    /// request.
+    pub fn record_timings(&mut self) {
+        self.timings = true;
     }
 
     /// Returns the `Host` header value.
@@ -269,6 +279,11 @@ pub struct Response {
     pub body_bytes: u64,
     /// The start of the body, kept only for error statuses.
     pub body_sample: Vec<u8>,
+    /// How long opening the connection took, when this request opened one.
+    pub connect: Option<Duration>,
+    /// When the status line and headers had arrived; only set when the endpoint records
+    /// timings.
+    pub head_at: Option<Instant>,
 }
 
 /// Sends one request on `slot`'s connection, connecting first when there is none.
@@ -280,11 +295,14 @@ pub async fn send(
     slot: &mut Option<Connection>,
     mut request: http::Request<Full<Bytes>>,
 ) -> Result<Response, TransportError> {
+    let mut connect = None;
     for _ in 0..3 {
         if slot.as_ref().is_none_or(Connection::is_closed) {
+            let began = Instant::now();
             // Boxed because the TCP and TLS connect futures take about 3.5 KiB, which would
             // make every request's future that large and copy it on each move.
             *slot = Some(Box::pin(endpoint.connect()).await?);
+            connect = Some(began.elapsed());
         }
         let Connection {
             sender,
@@ -296,7 +314,7 @@ pub async fn send(
                 return Exchange::NotReady(request);
             }
             match sender.try_send_request(request).await {
-                Ok(response) => Exchange::Answered(read_response(response).await),
+                Ok(response) => Exchange::Answered(read_response(response, endpoint.timings).await),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => Exchange::Unsent(unsent),
                     None => Exchange::Answered(Err(TransportError::from_hyper(error.error()))),
@@ -305,9 +323,10 @@ pub async fn send(
         })
         .await;
         match exchange {
-            Exchange::Answered(result) => {
-                if result.is_err() {
-                    *slot = None;
+            Exchange::Answered(mut result) => {
+                match &mut result {
+                    Ok(response) => response.connect = connect,
+                    Err(_) => *slot = None,
                 }
                 return result;
             }
@@ -336,7 +355,9 @@ enum Exchange {
 
 async fn read_response(
     response: http::Response<hyper::body::Incoming>,
+    timings: bool,
 ) -> Result<Response, TransportError> {
+    let head_at = timings.then(Instant::now);
     let (parts, mut body) = response.into_parts();
     let status = parts.status.as_u16();
     let keep_sample = status >= 400;
@@ -357,6 +378,8 @@ async fn read_response(
         headers: parts.headers,
         body_bytes,
         body_sample,
+        connect: None,
+        head_at,
     })
 }
 

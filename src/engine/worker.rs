@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use super::jtl::{JtlCell, JtlRecorder};
 use super::pacing::{Pacing, StopRule, WorkerPace};
 use super::transport::{self, Connection, Endpoint, Response, TransportError};
 use crate::data::{DataSet, RowCursor, RowOrder};
@@ -121,6 +122,8 @@ pub struct CellShared {
     pub workers: u32,
     /// The retry policy for 429 responses.
     pub retry: RetryPolicy,
+    /// With `--jtl`: where each request's row goes.
+    pub jtl: Option<Arc<JtlCell>>,
 }
 
 /// How a worker answers 429s.
@@ -180,6 +183,7 @@ struct WorkerState {
     /// without allocating.
     buffer: BytesMut,
     pace: WorkerPace,
+    jtl: Option<JtlRecorder>,
 }
 
 /// What one worker records, read by the cell once a second.
@@ -235,6 +239,10 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, slot: Arc<WorkerSlo
             workers: shared.workers,
             sent: 0,
         },
+        jtl: shared
+            .jtl
+            .as_ref()
+            .map(|jtl| jtl.recorder(index, Arc::clone(&slot))),
     };
     loop {
         let mut dropped = 0;
@@ -259,6 +267,9 @@ pub async fn run_worker(shared: Arc<CellShared>, index: u32, slot: Arc<WorkerSlo
             Err(error) => (Err(error), 0, 0),
         };
         let done = Instant::now();
+        if let Some(jtl) = &mut state.jtl {
+            jtl.record(sent_at, done, &result, body_len * (1 + retries));
+        }
 
         let mut tally = tally.lock().expect("tally lock");
         slot.in_flight.store(false, Ordering::Relaxed);
