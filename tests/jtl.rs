@@ -13,7 +13,7 @@ use support::*;
 
 const HEADER: &str = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,failureMessage,bytes,sentBytes,grpThreads,allThreads,URL,Latency,IdleTime,Connect";
 
-/// The header line and the rows of results.jtl, each row checked to have 17 fields.
+/// Reads the header line and the rows of results.jtl, checking that each row has 17 fields.
 fn read_jtl(out: &Path) -> (String, Vec<HashMap<String, String>>) {
     let path = out.join("results.jtl");
     let text = std::fs::read_to_string(&path)
@@ -54,7 +54,7 @@ fn jtl_args(scenario: &Path, out: &Path) -> Vec<String> {
     args
 }
 
-/// A scenario without authentication, for targets that are not the mock.
+/// Returns a scenario without authentication, for targets that are not the mock.
 fn plain_scenario(base_url: &str, load: &str) -> String {
     format!(
         r#"
@@ -251,6 +251,7 @@ async fn timeouts_are_socket_timeout_rows() {
     );
     let out = dir.path().join("report");
     let output = volley(jtl_args(&scenario, &out)).await;
+
     let (_, rows) = read_jtl(&out);
     assert_eq!(rows.len(), 4, "{}", describe(&output));
     let summary = read_csv(&out.join("summary.csv"));
@@ -286,6 +287,7 @@ async fn dropped_requests_have_no_rows() {
     let out = dir.path().join("report");
     let output = volley(jtl_args(&scenario, &out)).await;
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
     let (_, rows) = read_jtl(&out);
     let summary = read_csv(&out.join("summary.csv"));
     assert!(column_sum(&summary, "dropped") > 0, "{summary:?}");

@@ -1,5 +1,5 @@
-//! Streams `results.jtl` off the request path: each worker appends [`Record`]s to its own
-//! batch and hands full batches to a writer thread over a channel, so a worker never does file
+//! Streams `results.jtl` off the request path. Each worker appends [`Record`]s to its own
+//! batch and hands full batches to a writer thread over a channel. So a worker never does file
 //! I/O, takes a shared lock per request or waits for the writer.
 //!
 //! Memory stays bounded: a worker hands its batch over once it holds [`BATCH_ROWS`] rows or its
@@ -30,7 +30,8 @@ pub const BATCH_ROWS: usize = 512;
 /// The maximum age of a worker's oldest unsent row, so the file keeps up with slow cells.
 const BATCH_AGE: Duration = Duration::from_secs(1);
 
-/// The most rows waiting for the writer thread, about 100 bytes each in memory.
+/// The maximum number of rows waiting for the writer thread; each takes about 100 bytes, so
+/// the queue stays below about 100 MB.
 pub const MAX_QUEUED_ROWS: usize = 1 << 20;
 
 /// How often the writer thread flushes the file while rows arrive.
@@ -68,7 +69,7 @@ impl Queue {
     }
 }
 
-/// What the writer wrote.
+/// The row counts of a closed `results.jtl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JtlSummary {
     /// Rows in the file, the header not counted.
@@ -224,7 +225,7 @@ pub struct JtlCell {
 }
 
 impl JtlCell {
-    /// Creates the recorder of worker `worker`, whose slot tells whether a request was in
+    /// Creates the recorder of worker `worker`, whose slot shows whether a request was in
     /// flight when the worker was aborted.
     pub fn recorder(self: &Arc<JtlCell>, worker: u32, slot: Arc<WorkerSlot>) -> JtlRecorder {
         self.running.fetch_add(1, Ordering::Relaxed);
@@ -339,8 +340,8 @@ impl Drop for JtlRecorder {
     fn drop(&mut self) {
         // The worker was aborted with a request in flight, which the cell counts as cancelled.
         // NOTE: the worker does not report when that request was sent, so its row starts when
-        // the worker's previous request ended (or the worker started): the send time itself for
-        // a closed cell without throttle, earlier when the worker waited for its turn.
+        // the worker's previous request ended, or when the worker started. That is the send
+        // time for a closed cell without throttle, and earlier when the worker waited its turn.
         if self.slot.in_flight.load(Ordering::Relaxed) {
             let now = Instant::now();
             let record = Record {

@@ -63,7 +63,7 @@ pub struct Record {
     pub error_message: Option<Box<str>>,
 }
 
-/// What all rows of one cell share.
+/// The fields that all rows of one cell share.
 #[derive(Debug, Clone)]
 pub struct CellContext {
     /// The cell's index, as in summary.csv.
