@@ -187,13 +187,19 @@ fn single_line(text: &str) -> String {
     }
 }
 
-/// Reusable buffers of the writer thread, so that a row costs no allocation.
+/// Reusable buffers of the writer thread, so that a row costs no allocation. The thread name
+/// and the status fields are formatted again only when they change from the previous row.
 #[derive(Default)]
 pub struct RowScratch {
     numbers: [[u8; 20]; 8],
     thread_name: Vec<u8>,
+    /// The cell and worker whose name `thread_name` contains.
+    thread_of: Option<(usize, u32)>,
     code: Vec<u8>,
     message: Vec<u8>,
+    /// The HTTP status whose code and reason `code` and `message` contain; `None` after a row
+    /// without a response.
+    status_of: Option<u16>,
 }
 
 /// Writes `value` in decimal into `buffer` and returns the digits.
@@ -224,21 +230,27 @@ pub fn write_row<W: Write>(
     let RowScratch {
         numbers,
         thread_name,
+        thread_of,
         code,
         message,
+        status_of,
     } = scratch;
-    // JMeter names threads "<group name> <group number>-<thread number>", and its dashboard
-    // takes the text before the last space as the thread group of "Active Threads Over Time".
-    thread_name.clear();
-    let _ = write!(
-        thread_name,
-        "cell {cell} {cell}-{worker}",
-        cell = context.cell,
-        worker = record.worker + 1
-    );
-    code.clear();
-    message.clear();
+    if *thread_of != Some((context.cell, record.worker)) {
+        // JMeter names threads "<group name> <group number>-<thread number>", and its
+        // dashboard takes the text before the last space as the thread group of "Active
+        // Threads Over Time".
+        thread_name.clear();
+        let _ = write!(
+            thread_name,
+            "cell {cell} {cell}-{worker}",
+            cell = context.cell,
+            worker = record.worker + 1
+        );
+        *thread_of = Some((context.cell, record.worker));
+    }
     let (data_type, success): (&[u8], &[u8]) = if record.status == 0 {
+        code.clear();
+        message.clear();
         let (exception, _) = java_exception(record.error_code);
         let _ = write!(code, "Non HTTP response code: {exception}");
         let _ = write!(
@@ -246,14 +258,20 @@ pub fn write_row<W: Write>(
             "Non HTTP response message: {}",
             error_message(record, context)
         );
+        *status_of = None;
         (b"", b"false")
     } else {
-        let _ = write!(code, "{}", record.status);
-        let reason = http::StatusCode::from_u16(record.status)
-            .ok()
-            .and_then(|status| status.canonical_reason())
-            .unwrap_or_default();
-        message.extend_from_slice(reason.as_bytes());
+        if *status_of != Some(record.status) {
+            code.clear();
+            message.clear();
+            let _ = write!(code, "{}", record.status);
+            let reason = http::StatusCode::from_u16(record.status)
+                .ok()
+                .and_then(|status| status.canonical_reason())
+                .unwrap_or_default();
+            message.extend_from_slice(reason.as_bytes());
+            *status_of = Some(record.status);
+        }
         (b"text", if record.success { b"true" } else { b"false" })
     };
     let [
@@ -369,6 +387,50 @@ mod tests {
             "{row}"
         );
         assert_eq!(row.lines().count(), 1);
+    }
+
+    #[test]
+    fn scratch_follows_changing_rows() {
+        let refused = Record {
+            status: 0,
+            success: false,
+            error_code: "connection_refused",
+            ..record()
+        };
+        let forbidden = Record {
+            status: 403,
+            success: false,
+            worker: 0,
+            ..record()
+        };
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let mut scratch = RowScratch::default();
+        for row in [&record(), &refused, &record(), &forbidden] {
+            write_row(&mut writer, &context(), row, &mut scratch).unwrap();
+        }
+        let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
+        let codes: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes())
+            .records()
+            .map(|row| row.unwrap()[3].to_string())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "200",
+                "Non HTTP response code: org.apache.http.conn.HttpHostConnectException",
+                "200",
+                "403"
+            ]
+        );
+        assert!(text.lines().nth(2).unwrap().contains(",200,OK,cell 2 2-7,"));
+        assert!(
+            text.lines()
+                .nth(3)
+                .unwrap()
+                .contains(",403,Forbidden,cell 2 2-1,")
+        );
     }
 
     #[test]
