@@ -10,7 +10,8 @@
 #   --duration  seconds per run (default 10)
 #   --rounds    runs per setting (default 3)
 #
-# Prints one line per run and the median ratio `jtl/plain throughput ratio: X.XX`. "other load"
+# Prints one line per run, the median ratio `jtl/plain throughput ratio: X.XX` and volley's
+# median CPU seconds per 100,000 requests with and without --jtl. "other load"
 # is the share of both CPUs used by processes other than nginx and volley: well above 0% means
 # the machine was busy and the figures are noisy.
 # Installs nginx, util-linux (taskset) and GNU time with apt-get when missing.
@@ -141,11 +142,16 @@ for round in $(seq 1 "$rounds"); do
 done
 
 column_median() { awk -F'\t' -v setting="$1" -v column="$2" '$1 == setting {print $column}' "$results" | bench_median; }
+# volley's CPU seconds per 100,000 requests; other processes on the CPUs move it less than req/s.
+cost_median() { awk -F'\t' -v setting="$1" '$1 == setting {print 100000 * $4 / $3}' "$results" | bench_median; }
 plain="$(column_median plain 2)"
 jtl="$(column_median jtl 2)"
 echo
 printf 'median req/s: plain %.0f, jtl %.0f; other load median %s%%\n' "$plain" "$jtl" \
   "$(awk -F'\t' '{print $5}' "$results" | bench_median)"
+printf 'median volley CPU s per 100k requests: plain %.2f, jtl %.2f (jtl/plain %.3f)\n' \
+  "$(cost_median plain)" "$(cost_median jtl)" \
+  "$(awk -v j="$(cost_median jtl)" -v p="$(cost_median plain)" 'BEGIN {print j / p}')"
 # The ratio of medians and the median of the per-round ratios, which pairs runs made close in time.
 awk -v j="$jtl" -v p="$plain" 'BEGIN {printf "jtl/plain throughput ratio: %.3f\n", j / p}'
 paste <(awk -F'\t' '$1 == "jtl" {print $2}' "$results") <(awk -F'\t' '$1 == "plain" {print $2}' "$results") |
