@@ -295,6 +295,48 @@ async fn dropped_requests_have_no_rows() {
     assert_eq!(rows.len() as u64, server.stats().execute_requests());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_steps_get_rows() {
+    let server = start_mock(|config| config.rate_limit = "100000/1s".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_file(
+        dir.path(),
+        "s.toml",
+        &home_org_scenario(
+            "capacity",
+            &server.base_url(),
+            "model = \"open\"\nrate = 10\nduration = \"1s\"",
+        ),
+    );
+    let out = dir.path().join("report");
+    let args: Vec<String> = [
+        "capacity",
+        &scenario.display().to_string(),
+        "--step-duration",
+        "1s",
+        "--start",
+        "10",
+        "--max-rate",
+        "40",
+        "--quiet",
+        "--jtl",
+        "--out",
+        &out.display().to_string(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let output = volley(args).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let (header, rows) = read_jtl(&out);
+    assert_eq!(header, HEADER);
+    let summary = read_csv(&out.join("summary.csv"));
+    assert!(summary.len() >= 2, "{summary:?}");
+    assert_eq!(rows.len() as u64, column_sum(&summary, "requests"));
+    assert_eq!(rows.len() as u64, server.stats().execute_requests());
+}
+
 fn spawn(scenario: &Path, out: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_volley"))
         .args(jtl_args(scenario, out))

@@ -210,7 +210,6 @@ fn write_rows(
         return Err(error);
     }
     writer.flush()?;
-    writer.get_ref().sync_data()?;
     Ok(written)
 }
 
@@ -313,7 +312,15 @@ impl JtlRecorder {
             Err(error) => {
                 record.error_code = error.code;
                 record.error_message = Some(error.message.as_str().into());
-                if error.outcome == Outcome::ConnectError && error.code != "connection_closed" {
+                // These codes come only from opening a connection, so the whole time was spent
+                // connecting.
+                if matches!(
+                    error.code,
+                    "connection_refused"
+                        | "connect_timed_out"
+                        | "connect_failed"
+                        | "tls_handshake_failed"
+                ) {
                     record.connect_us = elapsed_us;
                 }
             }
