@@ -200,6 +200,8 @@ pub struct RowScratch {
     /// The HTTP status whose code and reason `code` and `message` contain; `None` after a row
     /// without a response.
     status_of: Option<u16>,
+    /// The row's fields, written with the csv crate's fast path for a whole record.
+    row: csv::ByteRecord,
 }
 
 /// Writes `value` in decimal into `buffer` and returns the digits.
@@ -234,6 +236,7 @@ pub fn write_row<W: Write>(
         code,
         message,
         status_of,
+        row,
     } = scratch;
     if *thread_of != Some((context.cell, record.worker)) {
         // JMeter names threads "<group name> <group number>-<thread number>", and its
@@ -285,7 +288,8 @@ pub fn write_row<W: Write>(
         connect,
     ] = numbers;
     let threads = decimal(threads, u64::from(record.threads));
-    writer.write_record([
+    row.clear();
+    for field in [
         decimal(
             time_stamp,
             millis(context.base_epoch_us.saturating_add(record.start_us)),
@@ -306,7 +310,10 @@ pub fn write_row<W: Write>(
         decimal(latency, millis(record.latency_us)),
         decimal(idle, 0),
         decimal(connect, millis(record.connect_us)),
-    ])
+    ] {
+        row.push_field(field);
+    }
+    writer.write_byte_record(row)
 }
 
 #[cfg(test)]
