@@ -2,8 +2,8 @@
 //! batch and hands full batches to a writer thread over a channel. So a worker never does file
 //! I/O, takes a shared lock per request or waits for the writer.
 //!
-//! Memory stays bounded: a worker hands its batch over once it contains [`BATCH_ROWS`] rows or its
-//! oldest row is a second old, and at most [`MAX_QUEUED_ROWS`] rows wait for the writer. A
+//! Memory stays bounded. A worker hands its batch over once it contains [`BATCH_ROWS`] rows or
+//! its oldest row is a second old, and at most [`MAX_QUEUED_ROWS`] rows wait for the writer. A
 //! batch that would pass that limit is not queued: its rows are counted as lost, logged, and
 //! named in a warning when the run ends.
 

@@ -1,8 +1,8 @@
 //! `results.jtl`: one row per request in JMeter's default CSV result columns, so that JMeter's
 //! dashboard generator (`jmeter -g results.jtl -o DIR`) and other JTL readers accept it.
 //!
-//! Workers record compact [`Record`]s; the writer thread in `engine::jtl` turns them into rows
-//! with [`write_row`]. Text fields never contain a line break, so every row is one line.
+//! Workers record compact [`Record`]s, and the writer thread in `engine::jtl` turns them into
+//! rows with [`write_row`]. Text fields never contain a line break, so every row is one line.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
