@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use super::data::SecondLine;
 
 /// Width and height of each chart, in CSS pixels.
-const SIZE: (u32, u32) = (420, 280);
+pub const SIZE: (u32, u32) = (420, 280);
 
 /// The maximum number of bars in an outcome chart; longer cells add adjacent seconds together.
 const MAX_BARS: usize = 300;
@@ -19,6 +19,46 @@ const ORANGE: RGBColor = RGBColor(255, 127, 14);
 const RED_: RGBColor = RGBColor(214, 39, 40);
 const PURPLE: RGBColor = RGBColor(148, 103, 189);
 const GREY: RGBColor = RGBColor(127, 127, 127);
+
+/// A drawn chart: its SVG and the legend the page shows under it.
+pub struct Chart {
+    /// The SVG element.
+    pub svg: String,
+    /// One key per series, in drawing order.
+    pub legend: Vec<Key>,
+}
+
+/// A legend entry: a series name and how the series is drawn.
+pub struct Key {
+    pub name: &'static str,
+    pub color: RGBColor,
+    /// Drawn pale.
+    pub faint: bool,
+    /// Drawn as filled bars rather than a line.
+    pub filled: bool,
+}
+
+impl Key {
+    /// Returns the CSS color of the key, pale when the series is.
+    pub fn css_color(&self) -> String {
+        let RGBColor(red, green, blue) = self.color;
+        let alpha = if self.faint { 0.45 } else { 1.0 };
+        format!("rgba({red},{green},{blue},{alpha})")
+    }
+}
+
+fn line_keys(lines: &[Line]) -> Vec<Key> {
+    lines
+        .iter()
+        .filter(|line| !line.points.is_empty())
+        .map(|line| Key {
+            name: line.name,
+            color: line.color,
+            faint: line.faint,
+            filled: false,
+        })
+        .collect()
+}
 
 /// One line of a chart: a name, its color and its `(x, ms)` points.
 pub struct Line {
@@ -75,7 +115,7 @@ pub fn uncorrected_lines(intervals: &[(f64, &Histogram<u64>)]) -> Vec<Line> {
 }
 
 /// Draws latency percentiles over time.
-pub fn latency_over_time(lines: &[Line]) -> Result<String, String> {
+pub fn latency_over_time(lines: &[Line]) -> Result<Chart, String> {
     let x_max = axis_max(
         lines
             .iter()
@@ -86,7 +126,7 @@ pub fn latency_over_time(lines: &[Line]) -> Result<String, String> {
             .iter()
             .flat_map(|line| line.points.iter().map(|p| p.1)),
     );
-    draw(|root| {
+    let svg = draw(|root| {
         let mut chart = ChartBuilder::on(root)
             .caption("Latency over time", ("sans-serif", 16))
             .margin(8)
@@ -113,18 +153,13 @@ pub fn latency_over_time(lines: &[Line]) -> Result<String, String> {
             };
             chart
                 .draw_series(LineSeries::new(line.points.iter().copied(), style))
-                .map_err(|error| error.to_string())?
-                .label(line.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+                .map_err(|error| error.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(|error| error.to_string())
+        Ok(())
+    })?;
+    Ok(Chart {
+        svg,
+        legend: line_keys(lines),
     })
 }
 
@@ -170,12 +205,11 @@ fn bars(seconds: &[&SecondLine]) -> Vec<Bar> {
 }
 
 /// Draws the outcomes of each second as stacked bars of requests per second.
-pub fn outcomes_per_second(seconds: &[&SecondLine]) -> Result<String, String> {
+pub fn outcomes_per_second(seconds: &[&SecondLine]) -> Result<Chart, String> {
     let bars = bars(seconds);
     let x_max = axis_max(bars.iter().map(|bar| bar.to));
-    // Headroom above the highest bar keeps the legend clear of the bars.
-    let y_max = axis_max(bars.iter().map(|bar| bar.rates.iter().sum())) * 1.45;
-    draw(|root| {
+    let y_max = axis_max(bars.iter().map(|bar| bar.rates.iter().sum()));
+    let svg = draw(|root| {
         let mut chart = ChartBuilder::on(root)
             .caption("Outcomes per second", ("sans-serif", 16))
             .margin(8)
@@ -194,7 +228,7 @@ pub fn outcomes_per_second(seconds: &[&SecondLine]) -> Result<String, String> {
             .axis_desc_style(("sans-serif", 12))
             .draw()
             .map_err(|error| error.to_string())?;
-        for (kind, (name, color)) in KINDS.iter().enumerate() {
+        for (kind, (_, color)) in KINDS.iter().enumerate() {
             let rectangles = bars.iter().filter(|bar| bar.rates[kind] > 0.0).map(|bar| {
                 let below: f64 = bar.rates[..kind].iter().sum();
                 Rectangle::new(
@@ -202,23 +236,23 @@ pub fn outcomes_per_second(seconds: &[&SecondLine]) -> Result<String, String> {
                     color.filled(),
                 )
             });
-            let color = *color;
             chart
                 .draw_series(rectangles)
-                .map_err(|error| error.to_string())?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
+                .map_err(|error| error.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(|error| error.to_string())
+        Ok(())
+    })?;
+    Ok(Chart {
+        svg,
+        legend: KINDS
+            .iter()
+            .map(|(name, color)| Key {
+                name,
+                color: *color,
+                faint: false,
+                filled: true,
+            })
+            .collect(),
     })
 }
 
@@ -226,7 +260,7 @@ pub fn outcomes_per_second(seconds: &[&SecondLine]) -> Result<String, String> {
 /// HdrHistogram's plots do: x is 1 / (1 - quantile) on a log scale.
 pub fn percentile_distribution(
     series: &[(&'static str, &Histogram<u64>)],
-) -> Result<String, String> {
+) -> Result<Chart, String> {
     let lines: Vec<Line> = series
         .iter()
         .enumerate()
@@ -249,7 +283,7 @@ pub fn percentile_distribution(
             .iter()
             .flat_map(|line| line.points.iter().map(|point| point.1)),
     );
-    draw(|root| {
+    let svg = draw(|root| {
         let mut chart = ChartBuilder::on(root)
             .caption("Latency by percentile", ("sans-serif", 16))
             .margin(8)
@@ -277,18 +311,13 @@ pub fn percentile_distribution(
             };
             chart
                 .draw_series(LineSeries::new(line.points.iter().copied(), style))
-                .map_err(|error| error.to_string())?
-                .label(line.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+                .map_err(|error| error.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(|error| error.to_string())
+        Ok(())
+    })?;
+    Ok(Chart {
+        svg,
+        legend: line_keys(&lines),
     })
 }
 

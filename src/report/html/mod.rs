@@ -87,7 +87,13 @@ dl.meta dd { margin: 0; }
 .worse { color: #c62828; }
 .better { color: #1a7f37; }
 .charts { display: flex; flex-wrap: wrap; gap: 8px; }
-.charts svg { border: 1px solid #eee; }
+.charts figure { margin: 0; border: 1px solid #eee; }
+.charts svg { display: block; }
+figcaption { font-size: 0.8em; padding: 2px 8px 6px; text-align: center; }
+.key { margin-right: 12px; white-space: nowrap; }
+.key .line { display: inline-block; width: 16px; height: 3px; margin-right: 4px; vertical-align: middle; }
+.key .box { display: inline-block; width: 10px; height: 10px; margin-right: 4px; vertical-align: middle; }
+td { white-space: nowrap; }
 .note { color: #555; font-size: 0.9em; }
 code { background: #f3f3f3; padding: 0 3px; }
 ";
@@ -103,7 +109,12 @@ pub fn render(data: &FolderData) -> String {
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n",
     );
     let _ = writeln!(page, "<title>volley report: {}</title>", escape(&name));
-    let _ = writeln!(page, "<style>{STYLE}</style>\n</head>\n<body>");
+    // A figure as wide as its chart wraps a long legend instead of widening the figure.
+    let _ = writeln!(
+        page,
+        "<style>{STYLE}.charts figure {{ width: {}px; }}\n</style>\n</head>\n<body>",
+        charts::SIZE.0
+    );
     let _ = writeln!(page, "<h1>volley report: {}</h1>", escape(&name));
     write_metadata(&mut page, data);
     write_verdicts(&mut page, &data.summary);
@@ -506,7 +517,7 @@ fn write_cell(page: &mut String, data: &FolderData, line: &SummaryLine) {
         charts::percentile_distribution(&distribution),
     ] {
         match chart {
-            Ok(svg) => page.push_str(&svg),
+            Ok(chart) => write_figure(page, &chart),
             Err(error) => {
                 tracing::warn!(cell = line.cell, %error, "drawing a chart failed");
                 let _ = writeln!(
@@ -519,6 +530,23 @@ fn write_cell(page: &mut String, data: &FolderData, line: &SummaryLine) {
     }
     page.push_str("</div>\n");
     write_errors(page, data, line.cell);
+}
+
+/// Writes a chart with its legend under it.
+fn write_figure(page: &mut String, chart: &charts::Chart) {
+    page.push_str("<figure>\n");
+    page.push_str(&chart.svg);
+    page.push_str("<figcaption>");
+    for key in &chart.legend {
+        let shape = if key.filled { "box" } else { "line" };
+        let _ = write!(
+            page,
+            "<span class=\"key\"><span class=\"{shape}\" style=\"background: {}\"></span>{}</span>",
+            key.css_color(),
+            escape(key.name)
+        );
+    }
+    page.push_str("</figcaption>\n</figure>\n");
 }
 
 /// Returns the intervals of `tag` as `(seconds from the start of the cell's first interval to
