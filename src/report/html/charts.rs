@@ -69,15 +69,25 @@ pub struct Line {
     pub points: Vec<(f64, f64)>,
 }
 
+/// The shortest interval the latency lines show, in seconds. The tail of a cell after its
+/// send window is often a few milliseconds with a handful of responses, whose percentiles
+/// would draw a misleading spike; its requests still count in the bars, the distribution and
+/// summary.csv.
+pub const MIN_LINE_INTERVAL_S: f64 = 0.1;
+
 /// Returns the latency lines of a cell's seconds: p50, p90, p99 and max, skipping seconds
-/// without a response.
+/// without a response and intervals shorter than [`MIN_LINE_INTERVAL_S`].
 pub fn latency_lines(seconds: &[&SecondLine]) -> Vec<Line> {
-    let with_latency: Vec<&&SecondLine> = seconds
-        .iter()
-        .filter(|second| {
-            second.ok + second.forbidden + second.throttled + second.other_errors() > 0
-        })
-        .collect();
+    let mut with_latency: Vec<&SecondLine> = Vec::new();
+    let mut previous_end = 0.0;
+    for second in seconds {
+        let length = second.elapsed_s - previous_end;
+        previous_end = second.elapsed_s;
+        let responses = second.ok + second.forbidden + second.throttled + second.other_errors();
+        if responses > 0 && length >= MIN_LINE_INTERVAL_S {
+            with_latency.push(second);
+        }
+    }
     let line = |name, color, value: fn(&SecondLine) -> f64| Line {
         name,
         color,

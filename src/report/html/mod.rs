@@ -94,6 +94,7 @@ figcaption { font-size: 0.8em; padding: 2px 8px 6px; text-align: center; }
 .key .line { display: inline-block; width: 16px; height: 3px; margin-right: 4px; vertical-align: middle; }
 .key .box { display: inline-block; width: 10px; height: 10px; margin-right: 4px; vertical-align: middle; }
 td { white-space: nowrap; }
+td.message { white-space: normal; min-width: 30em; }
 .note { color: #555; font-size: 0.9em; }
 code { background: #f3f3f3; padding: 0 3px; }
 ";
@@ -143,22 +144,13 @@ fn text_field(value: &serde_json::Value, key: &str) -> String {
 
 fn write_metadata(page: &mut String, data: &FolderData) {
     let run = &data.run;
-    let exit_code = run.get("exit_code").and_then(serde_json::Value::as_u64);
-    let exit_text = match exit_code {
-        Some(0) => "0 (every threshold passed)".to_string(),
-        Some(99) => "99 (a threshold failed)".to_string(),
-        Some(130) => "130 (interrupted by SIGINT)".to_string(),
-        Some(143) => "143 (interrupted by SIGTERM)".to_string(),
-        Some(code) => code.to_string(),
-        None => "unknown".to_string(),
-    };
     let mut items: Vec<(&str, String)> = vec![
         ("scenario file", text_field(run, "scenario_file")),
         ("target", text_field(run, "target")),
         ("host", text_field(run, "host")),
         ("started", text_field(run, "started")),
         ("finished", text_field(run, "finished")),
-        ("exit code", exit_text),
+        ("exit code", exit_code_text(run)),
         ("volley version", text_field(run, "volley_version")),
     ];
     if run.get("interrupted") == Some(&serde_json::Value::Bool(true)) {
@@ -173,19 +165,8 @@ fn write_metadata(page: &mut String, data: &FolderData) {
             "yes: an abort_on_fail threshold skipped the remaining cells".to_string(),
         ));
     }
-    if let Some(overrides) = run
-        .get("overrides")
-        .and_then(serde_json::Value::as_array)
-        .filter(|overrides| !overrides.is_empty())
-    {
-        let list: Vec<String> = overrides
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map_or_else(|| item.to_string(), str::to_string)
-            })
-            .collect();
-        items.push(("overrides", list.join("  ")));
+    if let Some(overrides) = overrides_text(run) {
+        items.push(("overrides", overrides));
     }
     if let Some(token) = run.get("token_requests").filter(|token| token.is_object()) {
         items.push((
@@ -199,26 +180,10 @@ fn write_metadata(page: &mut String, data: &FolderData) {
             ),
         ));
     }
-    if let Some(execute) = run.pointer("/mock_stats/execute").filter(|v| v.is_object()) {
-        let responses = execute
-            .get("responses")
-            .and_then(serde_json::Value::as_object)
-            .map(|map| {
-                map.iter()
-                    .map(|(status, count)| format!("{status}: {count}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        items.push((
-            "embedded mock counted",
-            format!(
-                "{} execute requests ({responses}), {} connection resets",
-                text_field(execute, "requests"),
-                text_field(execute, "resets")
-            ),
-        ));
+    if let Some(counts) = mock_counts_text(run) {
+        items.push(("embedded mock counted", counts));
     }
+
     page.push_str("<dl class=\"meta\">\n");
     for (label, value) in items {
         let _ = writeln!(
@@ -229,6 +194,48 @@ fn write_metadata(page: &mut String, data: &FolderData) {
         );
     }
     page.push_str("</dl>\n");
+}
+
+fn exit_code_text(run: &serde_json::Value) -> String {
+    match run.get("exit_code").and_then(serde_json::Value::as_u64) {
+        Some(0) => "0 (every threshold passed)".to_string(),
+        Some(99) => "99 (a threshold failed)".to_string(),
+        Some(130) => "130 (interrupted by SIGINT)".to_string(),
+        Some(143) => "143 (interrupted by SIGTERM)".to_string(),
+        Some(code) => code.to_string(),
+        None => "unknown".to_string(),
+    }
+}
+
+fn overrides_text(run: &serde_json::Value) -> Option<String> {
+    let overrides = run.get("overrides")?.as_array()?;
+    if overrides.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = overrides
+        .iter()
+        .map(|item| {
+            item.as_str()
+                .map_or_else(|| item.to_string(), str::to_string)
+        })
+        .collect();
+    Some(list.join("  "))
+}
+
+fn mock_counts_text(run: &serde_json::Value) -> Option<String> {
+    let execute = run.pointer("/mock_stats/execute")?;
+    let responses: Vec<String> = execute
+        .get("responses")?
+        .as_object()?
+        .iter()
+        .map(|(status, count)| format!("{status}: {count}"))
+        .collect();
+    Some(format!(
+        "{} execute requests ({}), {} connection resets",
+        text_field(execute, "requests"),
+        responses.join(", "),
+        text_field(execute, "resets")
+    ))
 }
 
 fn write_verdicts(page: &mut String, summary: &[SummaryLine]) {
@@ -482,40 +489,8 @@ fn write_cell(page: &mut String, data: &FolderData, line: &SummaryLine) {
             ""
         }
     );
-    let seconds: Vec<&SecondLine> = data
-        .seconds
-        .iter()
-        .filter(|second| second.cell == line.cell)
-        .collect();
-    let open = line.model == "open";
-    let mut lines = charts::latency_lines(&seconds);
-    if open {
-        let uncorrected = hlog_series(
-            data,
-            &hlog::uncorrected_tag(line.cell),
-            &hlog::cell_tag(line.cell),
-        );
-        let references: Vec<(f64, &hdrhistogram::Histogram<u64>)> = uncorrected
-            .iter()
-            .map(|(end, histogram)| (*end, *histogram))
-            .collect();
-        lines.extend(charts::uncorrected_lines(&references));
-    }
-    let corrected_tag = hlog::cell_tag(line.cell);
-    let uncorrected_tag = hlog::uncorrected_tag(line.cell);
-    let mut distribution: Vec<(&'static str, &hdrhistogram::Histogram<u64>)> = Vec::new();
-    if let Some(histogram) = data.sums.get(&corrected_tag) {
-        distribution.push((if open { "corrected" } else { "latency" }, histogram));
-    }
-    if let Some(histogram) = data.sums.get(&uncorrected_tag).filter(|_| open) {
-        distribution.push(("uncorrected", histogram));
-    }
     page.push_str("<div class=\"charts\">\n");
-    for chart in [
-        charts::latency_over_time(&lines),
-        charts::outcomes_per_second(&seconds),
-        charts::percentile_distribution(&distribution),
-    ] {
+    for chart in cell_charts(data, line) {
         match chart {
             Ok(chart) => write_figure(page, &chart),
             Err(error) => {
@@ -530,6 +505,39 @@ fn write_cell(page: &mut String, data: &FolderData, line: &SummaryLine) {
     }
     page.push_str("</div>\n");
     write_errors(page, data, line.cell);
+}
+
+/// Draws a cell's three charts: latency over time, outcomes per second and the latency
+/// distribution, with uncorrected latency beside corrected for open cells.
+fn cell_charts(data: &FolderData, line: &SummaryLine) -> [Result<charts::Chart, String>; 3] {
+    let seconds: Vec<&SecondLine> = data
+        .seconds
+        .iter()
+        .filter(|second| second.cell == line.cell)
+        .collect();
+    let open = line.model == "open";
+    let corrected_tag = hlog::cell_tag(line.cell);
+    let uncorrected_tag = hlog::uncorrected_tag(line.cell);
+
+    let mut lines = charts::latency_lines(&seconds);
+    if open {
+        let uncorrected = hlog_series(data, &uncorrected_tag, &corrected_tag);
+        lines.extend(charts::uncorrected_lines(&uncorrected));
+    }
+
+    let mut distribution: Vec<(&'static str, &hdrhistogram::Histogram<u64>)> = Vec::new();
+    if let Some(histogram) = data.sums.get(&corrected_tag) {
+        distribution.push((if open { "corrected" } else { "latency" }, histogram));
+    }
+    if let Some(histogram) = data.sums.get(&uncorrected_tag).filter(|_| open) {
+        distribution.push(("uncorrected", histogram));
+    }
+
+    [
+        charts::latency_over_time(&lines),
+        charts::outcomes_per_second(&seconds),
+        charts::percentile_distribution(&distribution),
+    ]
 }
 
 /// Writes a chart with its legend under it.
@@ -550,7 +558,8 @@ fn write_figure(page: &mut String, chart: &charts::Chart) {
 }
 
 /// Returns the intervals of `tag` as `(seconds from the start of the cell's first interval to
-/// this interval's end, histogram)`. The cell starts with the first interval of `cell_tag`.
+/// this interval's end, histogram)`, leaving out intervals too short for the latency lines.
+/// The cell starts with the first interval of `cell_tag`.
 fn hlog_series<'a>(
     data: &'a FolderData,
     tag: &str,
@@ -566,7 +575,9 @@ fn hlog_series<'a>(
     };
     data.intervals
         .iter()
-        .filter(|interval| interval.tag == tag)
+        .filter(|interval| {
+            interval.tag == tag && interval.duration.as_secs_f64() >= charts::MIN_LINE_INTERVAL_S
+        })
         .map(|interval| {
             let end = (interval.start + interval.duration)
                 .duration_since(cell_start)
@@ -593,7 +604,7 @@ fn write_errors(page: &mut String, data: &FolderData, cell: usize) {
         let _ = writeln!(
             page,
             "<tr><td class=\"text\">{}</td><td>{}</td><td class=\"text\">{}</td><td>{}</td>\
-             <td class=\"text\">{}</td></tr>",
+             <td class=\"text message\">{}</td></tr>",
             escape(&error.outcome),
             error.status,
             escape(&error.code),
