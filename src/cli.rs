@@ -34,6 +34,17 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Start the mock Data Actions API in the foreground, for volley or any other client.
     Mock(MockConfig),
+    /// Render report.html again from the data files of a report folder.
+    Report(ReportArgs),
+}
+
+/// Options of `volley report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The report folder, as `volley run` wrote it (summary.csv, timeseries.csv, run.json and
+    /// latency.hlog).
+    #[arg(value_name = "DIR")]
+    pub folder: PathBuf,
 }
 
 /// Options of `volley capacity`.

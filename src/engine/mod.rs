@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthProvider, TokenSummary};
 use crate::mock::{self, MockServer};
+use crate::report::hlog::{self, HlogWriter};
 use crate::report::run_json::{CellRecord, RunRecord};
 use crate::report::summary::SummaryRow;
 use crate::report::timeseries::{TimeseriesRow, TimeseriesWriter};
@@ -111,6 +112,7 @@ pub struct Session<'a> {
     auth: AuthProvider,
     folder: PathBuf,
     timeseries: TimeseriesWriter,
+    hlog: HlogWriter,
     progress: Progress,
     results: Vec<CellResult>,
     aborted: bool,
@@ -142,6 +144,9 @@ impl<'a> Session<'a> {
         .context("creating the report folder")?;
         let timeseries = TimeseriesWriter::create(&folder.join("timeseries.csv"))
             .with_context(|| format!("creating {}", folder.join("timeseries.csv").display()))?;
+        let hlog_path = folder.join(hlog::FILE_NAME);
+        let hlog = HlogWriter::create(&hlog_path, started)
+            .with_context(|| format!("creating {}", hlog_path.display()))?;
         let session = Session {
             plan,
             options,
@@ -152,6 +157,7 @@ impl<'a> Session<'a> {
             auth,
             folder,
             timeseries,
+            hlog,
             progress: Progress::new(options.quiet),
             results: Vec::new(),
             aborted: false,
@@ -224,8 +230,10 @@ impl<'a> Session<'a> {
         self.progress.start_cell(label, duration, load.iterations);
         let by_requests = duration.is_none();
         let mut write_error = None;
+        let mut hlog_error = None;
         let progress = &self.progress;
         let timeseries = &mut self.timeseries;
+        let hlog = &mut self.hlog;
         let mut result = run_cell(
             CellInputs {
                 spec: spec.clone(),
@@ -240,6 +248,11 @@ impl<'a> Session<'a> {
             },
             &mut |interval| {
                 progress.update(&interval, by_requests);
+                // The hlog line goes first, so latency.hlog never has fewer seconds than
+                // timeseries.csv.
+                if let Err(error) = hlog.write_interval(spec.index, &interval) {
+                    hlog_error.get_or_insert(error);
+                }
                 let row = TimeseriesRow::new(spec.index, &variant.name, &interval);
                 if let Err(error) = timeseries.write(&row) {
                     write_error.get_or_insert(error);
@@ -250,6 +263,9 @@ impl<'a> Session<'a> {
         self.progress.finish_cell();
         if let Some(error) = write_error {
             tracing::error!(%error, "writing timeseries.csv failed");
+        }
+        if let Some(error) = hlog_error {
+            tracing::error!(%error, "writing latency.hlog failed");
         }
         tracing::info!(
             cell = spec.index,
@@ -269,6 +285,10 @@ impl<'a> Session<'a> {
         self.results.push(result);
         write_tables(&self.folder, &self.results)?;
         self.write_progress()?;
+        // The page is rewritten after every cell so a run killed later still has one.
+        if let Err(error) = report::html::write_for_folder(&self.folder) {
+            tracing::warn!(%error, "rendering report.html failed");
+        }
         Ok(self.results.last())
     }
 
@@ -277,6 +297,10 @@ impl<'a> Session<'a> {
         let output = self.snapshot();
         write_tables(&output.folder, &output.results)?;
         write_run_json(self.plan, self.options, &output, self.started)?;
+        if let Err(error) = report::html::write_for_folder(&output.folder) {
+            // The data files are complete, so `volley report` can render the page later.
+            eprintln!("warning: report.html was not written: {error}");
+        }
         drop(self.auth);
         if let Some(server) = self.target.mock {
             server.shutdown().await;
