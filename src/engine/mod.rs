@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthProvider, TokenSummary};
 use crate::mock::{self, MockServer};
+use crate::report::hlog::{self, HlogWriter};
 use crate::report::run_json::{CellRecord, RunRecord};
 use crate::report::summary::SummaryRow;
 use crate::report::timeseries::{TimeseriesRow, TimeseriesWriter};
@@ -113,6 +114,7 @@ pub struct Session<'a> {
     auth: AuthProvider,
     folder: PathBuf,
     timeseries: TimeseriesWriter,
+    hlog: HlogWriter,
     progress: Progress,
     results: Vec<CellResult>,
     aborted: bool,
@@ -144,6 +146,9 @@ impl<'a> Session<'a> {
         .context("creating the report folder")?;
         let timeseries = TimeseriesWriter::create(&folder.join("timeseries.csv"))
             .with_context(|| format!("creating {}", folder.join("timeseries.csv").display()))?;
+        let hlog_path = folder.join(hlog::FILE_NAME);
+        let hlog = HlogWriter::create(&hlog_path, started)
+            .with_context(|| format!("creating {}", hlog_path.display()))?;
         let session = Session {
             plan,
             options,
@@ -154,6 +159,7 @@ impl<'a> Session<'a> {
             auth,
             folder,
             timeseries,
+            hlog,
             progress: Progress::new(options.quiet),
             results: Vec::new(),
             aborted: false,
@@ -233,8 +239,10 @@ impl<'a> Session<'a> {
         self.progress.start_cell(label, duration, load.iterations);
         let by_requests = duration.is_none();
         let mut write_error = None;
+        let mut hlog_error = None;
         let progress = &self.progress;
         let timeseries = &mut self.timeseries;
+        let hlog = &mut self.hlog;
         let mut result = run_cell(
             CellInputs {
                 spec: spec.clone(),
@@ -249,6 +257,11 @@ impl<'a> Session<'a> {
             },
             &mut |interval| {
                 progress.update(&interval, by_requests);
+                // The hlog line goes first, so latency.hlog never has fewer seconds than
+                // timeseries.csv.
+                if let Err(error) = hlog.write_interval(spec.index, &interval) {
+                    hlog_error.get_or_insert(error);
+                }
                 let row = TimeseriesRow::new(spec.index, &variant.name, &interval);
                 if let Err(error) = timeseries.write(&row) {
                     write_error.get_or_insert(error);
@@ -259,6 +272,9 @@ impl<'a> Session<'a> {
         self.progress.finish_cell();
         if let Some(error) = write_error {
             tracing::error!(%error, "writing timeseries.csv failed");
+        }
+        if let Some(error) = hlog_error {
+            tracing::error!(%error, "writing latency.hlog failed");
         }
         tracing::info!(
             cell = spec.index,

@@ -2,6 +2,7 @@
 //! same results always give the same bytes (apart from timestamps they carry).
 
 pub mod errors;
+pub mod hlog;
 pub mod run_json;
 pub mod summary;
 pub mod table;
