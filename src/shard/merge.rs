@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 use super::record::{self, CellRecord, ShardRecord};
 use crate::engine::cell::{CellResult, Interval};
-use crate::metrics::{OUTCOMES, Tally};
+use crate::metrics::{OUTCOMES, Tally, new_histogram};
 use crate::report::timeseries::{TimeseriesRow, TimeseriesWriter};
-use crate::report::{self, rfc3339};
+use crate::report::{self, hlog, rfc3339};
 use crate::scenario::CellSpec;
 use crate::thresholds::{self, Threshold, ThresholdSpec};
 
@@ -346,7 +346,7 @@ pub fn merge_cells(shards: &[ShardFolder]) -> Result<Vec<CellResult>, MergeError
 
 /// Merges the shards' `timeseries.csv` files: counts of the same cell and second of cell time
 /// are added. The latency columns come from `intervals`, the merged histogram of each cell and
-/// second, when given; without them they read 0.
+/// second; they read 0 when a shard had no `latency.hlog`.
 fn write_timeseries(
     shards: &[ShardFolder],
     out: &Path,
@@ -416,6 +416,94 @@ fn write_timeseries(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The intervals of one tag, in the order a shard's log lists them.
+type TagIntervals = BTreeMap<String, Vec<hlog::HlogInterval>>;
+
+/// Returns the cell number of a `cell<N>` or `cell<N>-uncorrected` tag, and whether it is the
+/// uncorrected one.
+fn parse_tag(tag: &str) -> Option<(usize, bool)> {
+    let rest = tag.strip_prefix("cell")?;
+    match rest.strip_suffix("-uncorrected") {
+        Some(number) => Some((number.parse().ok()?, true)),
+        None => Some((rest.parse().ok()?, false)),
+    }
+}
+
+/// Merges the shards' `latency.hlog` files into `out`: the k-th interval of a tag in each
+/// shard's log is the k-th second of that cell, as in `timeseries.csv`, and the merged
+/// interval adds their histograms, from the earliest start to the latest end. Returns the
+/// merged latency histogram of each cell and second (from 1), for `timeseries.csv`.
+fn write_hlog(
+    shards: &[ShardFolder],
+    out: &Path,
+) -> anyhow::Result<BTreeMap<(usize, u64), hdrhistogram::Histogram<u64>>> {
+    let mut logs: Vec<TagIntervals> = Vec::new();
+    for shard in shards {
+        let path = shard.folder.join(hlog::FILE_NAME);
+        if !path.exists() {
+            eprintln!(
+                "warning: {} has no {}; the merged report has no {} and its timeseries.csv has no latency columns",
+                shard.folder.display(),
+                hlog::FILE_NAME,
+                hlog::FILE_NAME
+            );
+            return Ok(BTreeMap::new());
+        }
+        let mut tags = TagIntervals::new();
+        for interval in hlog::read(&path)? {
+            tags.entry(interval.tag.clone()).or_default().push(interval);
+        }
+        logs.push(tags);
+    }
+    // (cell, second, uncorrected) -> (start, end, histogram)
+    let mut merged: BTreeMap<(usize, u64, bool), (SystemTime, SystemTime, hdrhistogram::Histogram<u64>)> =
+        BTreeMap::new();
+    for tags in &logs {
+        for (tag, intervals) in tags {
+            let Some((cell, uncorrected)) = parse_tag(tag) else {
+                tracing::warn!(tag, "skipping an hlog tag that names no cell");
+                continue;
+            };
+            for (position, interval) in intervals.iter().enumerate() {
+                let end = interval.start + interval.duration;
+                let entry = merged
+                    .entry((cell, position as u64 + 1, uncorrected))
+                    .or_insert_with(|| (interval.start, end, new_histogram()));
+                entry.0 = entry.0.min(interval.start);
+                entry.1 = entry.1.max(end);
+                entry
+                    .2
+                    .add(&interval.histogram)
+                    .map_err(|error| anyhow::anyhow!("{tag}: adding a histogram failed: {error:?}"))?;
+            }
+        }
+    }
+    let base_time = merged
+        .values()
+        .map(|(start, _, _)| *start)
+        .min()
+        .unwrap_or_else(SystemTime::now);
+    let path = out.join(hlog::FILE_NAME);
+    let mut writer = hlog::HlogWriter::create(&path, base_time)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let mut by_second = BTreeMap::new();
+    for ((cell, second, uncorrected), (start, end, histogram)) in merged {
+        let tag = if uncorrected {
+            hlog::uncorrected_tag(cell)
+        } else {
+            hlog::cell_tag(cell)
+        };
+        let duration = end.duration_since(start).unwrap_or_default();
+        writer
+            .write_histogram(&tag, start, duration, &histogram)
+            .with_context(|| format!("writing {}", path.display()))?;
+        if !uncorrected {
+            by_second.insert((cell, second), histogram);
+        }
+    }
+    Ok(by_second)
 }
 
 /// Writes `run.json` of the merged report: the first shard's record with the merged cells,
@@ -531,9 +619,7 @@ pub fn write(shards: &[ShardFolder], out: Option<&Path>) -> Result<Merged, Merge
         .context("writing summary.csv")?;
     let errors = report::errors::to_csv(&results).context("rendering errors.csv")?;
     report::write_atomically(&folder.join("errors.csv"), &errors).context("writing errors.csv")?;
-    // TODO: take the per-second histograms from the shards' latency.hlog files once the
-    // hlog reader is merged; until then the merged timeseries latency columns read 0.
-    let intervals = BTreeMap::new();
+    let intervals = write_hlog(shards, &folder)?;
     write_timeseries(shards, &folder, &intervals)?;
     let exit_code = if rows.iter().any(|row| row.verdict.starts_with("fail")) {
         99
