@@ -103,7 +103,10 @@ pub async fn run(args: RunArgs) -> u8 {
         eprintln!("error: {message}");
         return EXIT_FAILURE;
     }
-    match (signal_code.load(Ordering::Relaxed), engine::exit_code(&output)) {
+    match (
+        signal_code.load(Ordering::Relaxed),
+        engine::exit_code(&output),
+    ) {
         (0, 99) if shard.is_some() => {
             // A Job would retry a pod that exits non-zero and send its load again.
             println!(

@@ -163,14 +163,20 @@ pub fn check_set(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, Merge
             )));
         }
     }
-    if let Some(shard) = shards.iter().find(|shard| shard.record.shard_index >= count) {
+    if let Some(shard) = shards
+        .iter()
+        .find(|shard| shard.record.shard_index >= count)
+    {
         return Err(MergeError::invalid(format!(
             "{}: shard index {} is not below its count {count}",
             shard.folder.display(),
             shard.record.shard_index
         )));
     }
-    let present: Vec<u32> = shards.iter().map(|shard| shard.record.shard_index).collect();
+    let present: Vec<u32> = shards
+        .iter()
+        .map(|shard| shard.record.shard_index)
+        .collect();
     let missing: Vec<String> = (0..count)
         .filter(|index| !present.contains(index))
         .map(|index| index.to_string())
@@ -272,8 +278,7 @@ fn merge_cell(cells: &[(&Path, &CellRecord)], missing: bool) -> Result<CellResul
             first.cell
         ))
     })?;
-    result.verdict =
-        thresholds::verdict(&thresholds, &report::summary::row(&result)).text;
+    result.verdict = thresholds::verdict(&thresholds, &report::summary::row(&result)).text;
     Ok(result)
 }
 
@@ -458,8 +463,10 @@ fn write_hlog(
         logs.push(tags);
     }
     // (cell, second, uncorrected) -> (start, end, histogram)
-    let mut merged: BTreeMap<(usize, u64, bool), (SystemTime, SystemTime, hdrhistogram::Histogram<u64>)> =
-        BTreeMap::new();
+    let mut merged: BTreeMap<
+        (usize, u64, bool),
+        (SystemTime, SystemTime, hdrhistogram::Histogram<u64>),
+    > = BTreeMap::new();
     for tags in &logs {
         for (tag, intervals) in tags {
             let Some((cell, uncorrected)) = parse_tag(tag) else {
@@ -473,10 +480,9 @@ fn write_hlog(
                     .or_insert_with(|| (interval.start, end, new_histogram()));
                 entry.0 = entry.0.min(interval.start);
                 entry.1 = entry.1.max(end);
-                entry
-                    .2
-                    .add(&interval.histogram)
-                    .map_err(|error| anyhow::anyhow!("{tag}: adding a histogram failed: {error:?}"))?;
+                entry.2.add(&interval.histogram).map_err(|error| {
+                    anyhow::anyhow!("{tag}: adding a histogram failed: {error:?}")
+                })?;
             }
         }
     }
@@ -519,7 +525,14 @@ fn write_run_json(
     let times = |key: &str| -> Vec<String> {
         shards
             .iter()
-            .filter_map(|shard| shard.run_json.as_ref()?.get(key)?.as_str().map(String::from))
+            .filter_map(|shard| {
+                shard
+                    .run_json
+                    .as_ref()?
+                    .get(key)?
+                    .as_str()
+                    .map(String::from)
+            })
             .collect()
     };
     let started = results
@@ -531,9 +544,7 @@ fn write_run_json(
     let finished = times("finished").into_iter().max();
     let token_requests: u64 = shards
         .iter()
-        .filter_map(|shard| {
-            shard.run_json.as_ref()?["token_requests"]["requests"].as_u64()
-        })
+        .filter_map(|shard| shard.run_json.as_ref()?["token_requests"]["requests"].as_u64())
         .sum();
     let cells: Vec<Value> = rows
         .iter()
@@ -541,7 +552,10 @@ fn write_run_json(
             let (verdict, failed) = match row.verdict.split_once(':') {
                 Some((verdict, failed)) => (
                     verdict.to_string(),
-                    failed.split(';').map(|item| item.trim().to_string()).collect(),
+                    failed
+                        .split(';')
+                        .map(|item| item.trim().to_string())
+                        .collect(),
                 ),
                 None => (row.verdict.clone(), Vec::<String>::new()),
             };
@@ -576,7 +590,10 @@ fn write_run_json(
     let fields = [
         ("volley_version", json!(env!("CARGO_PKG_VERSION"))),
         ("scenario_name", json!(first.scenario_name)),
-        ("host", json!(format!("merged from {} shards", shards.len()))),
+        (
+            "host",
+            json!(format!("merged from {} shards", shards.len())),
+        ),
         ("started", json!(started)),
         ("finished", json!(finished)),
         (
@@ -606,14 +623,9 @@ fn write_run_json(
 /// Merges checked shards into `out` (a new folder) or `reports/<scenario>-<UTC time>`.
 pub fn write(shards: &[ShardFolder], out: Option<&Path>) -> Result<Merged, MergeError> {
     let results = merge_cells(shards)?;
-    let folder = report::create_folder(
-        out,
-        Path::new("reports"),
-        &shards[0].record.scenario_name,
-    )
-    .map_err(|error| MergeError::invalid(error.to_string()))?;
-    let rows: Vec<report::summary::SummaryRow> =
-        results.iter().map(report::summary::row).collect();
+    let folder = report::create_folder(out, Path::new("reports"), &shards[0].record.scenario_name)
+        .map_err(|error| MergeError::invalid(error.to_string()))?;
+    let rows: Vec<report::summary::SummaryRow> = results.iter().map(report::summary::row).collect();
     let summary = report::summary::to_csv(&results).context("rendering summary.csv")?;
     report::write_atomically(&folder.join("summary.csv"), &summary)
         .context("writing summary.csv")?;

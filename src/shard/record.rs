@@ -199,8 +199,7 @@ fn time_text(time: SystemTime) -> String {
 
 /// Parses a time written by [`time_text`].
 pub fn parse_time(text: &str) -> Result<SystemTime, String> {
-    humantime::parse_rfc3339(text)
-        .map_err(|error| format!("invalid time \"{text}\": {error}"))
+    humantime::parse_rfc3339(text).map_err(|error| format!("invalid time \"{text}\": {error}"))
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -345,7 +344,8 @@ impl CellRecord {
             let outcome = outcome_named(name)?;
             tally.counts[outcome.index()] = *count;
         }
-        tally.latency = decode_histogram(&self.latency).map_err(|error| format!("latency: {error}"))?;
+        tally.latency =
+            decode_histogram(&self.latency).map_err(|error| format!("latency: {error}"))?;
         tally.uncorrected = self
             .uncorrected
             .as_deref()
@@ -412,6 +412,5 @@ pub fn write(
             .collect::<anyhow::Result<_>>()?,
     };
     let bytes = serde_json::to_vec_pretty(&record).context("rendering shard.json")?;
-    crate::report::write_atomically(&folder.join(FILE_NAME), &bytes)
-        .context("writing shard.json")
+    crate::report::write_atomically(&folder.join(FILE_NAME), &bytes).context("writing shard.json")
 }

@@ -132,10 +132,13 @@ fn share_cell(cell: &CellSpec, load: &Load, spec: ShardSpec) -> Result<CellShare
                 workers.active,
             )
         }
-        (None, LoadPoint::Open {
-            rate,
-            max_in_flight,
-        }) => {
+        (
+            None,
+            LoadPoint::Open {
+                rate,
+                max_in_flight,
+            },
+        ) => {
             let units = (rate * RATE_UNITS_PER_RPS).round().max(0.0) as u64;
             let active = shards_with_share(units, spec.count);
             let in_flight = in_flight_share(max_in_flight, active, spec, cell.index)?;
@@ -322,7 +325,10 @@ mod tests {
     fn rate_shares_add_up_in_thousandths() {
         let shares: Vec<f64> = (0..3).map(|index| split_rate(100.0, index, 3)).collect();
         assert_eq!(shares, [33.334, 33.333, 33.333]);
-        let units: u64 = shares.iter().map(|share| (share * 1000.0).round() as u64).sum();
+        let units: u64 = shares
+            .iter()
+            .map(|share| (share * 1000.0).round() as u64)
+            .sum();
         assert_eq!(units, 100_000);
         let shares: Vec<f64> = (0..4).map(|index| split_rate(0.5, index, 4)).collect();
         assert_eq!(shares, [0.125, 0.125, 0.125, 0.125]);
@@ -408,7 +414,10 @@ mod tests {
                 },
             ]
         );
-        assert!(runs.iter().all(|(_, run)| run.cells[0].total == plan.cells[0].load));
+        assert!(
+            runs.iter()
+                .all(|(_, run)| run.cells[0].total == plan.cells[0].load)
+        );
     }
 
     #[test]
