@@ -16,8 +16,8 @@ use volley::report::hlog;
 /// Number of data rows; every shard test sends each row once.
 const ROWS_COUNT: usize = 60;
 
-/// A scenario whose body carries the row's `id` and `org`, with `load` and `thresholds` as
-/// the bodies of those tables and optional extra `[[variant]]` tables.
+/// Builds a scenario whose body carries the row's `id` and `org`, with `load` as the body of
+/// the `[load]` table and `variants` as extra `[[variant]]` tables.
 fn scenario(base_url: &str, load: &str, variants: &str) -> String {
     format!(
         r#"
@@ -42,7 +42,7 @@ file = "rows.csv"
 }
 
 /// Data rows with unique ids; rows whose index is a multiple of `foreign_every` name an
-/// organization the demo client may not act for, which the mock answers with 403.
+/// organization the demo client may not act for, so the mock responds with 403.
 fn rows(foreign_every: Option<usize>) -> String {
     let mut text = "id,org\n".to_string();
     for row in 0..ROWS_COUNT {
@@ -147,7 +147,7 @@ async fn merged_shards_match_mock_and_single_run() {
     let output = merge(&folders, &merged).await;
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
 
-    // Counts: the merge equals what the mock received and answered.
+    // Counts: the merge equals the mock's count of requests received and of 200 responses.
     let summary = read_csv(&merged.join("summary.csv"));
     assert_eq!(summary.len(), 1);
     let mock_requests = stats["execute"]["requests"].as_u64().unwrap();
@@ -194,7 +194,7 @@ async fn merged_shards_match_mock_and_single_run() {
     let timeseries = read_csv(&merged.join("timeseries.csv"));
     assert_eq!(column_sum(&timeseries, "requests"), ROWS_COUNT as u64);
 
-    // Percentiles: a single process sending the same load sees about the same latency. The
+    // Percentiles: a single process sending the same load measures about the same latency. The
     // mock adds 20 ms plus up to 2 ms, so the median lies near 21 ms in both runs; 20% covers
     // the scheduling noise of a shared 2-core machine.
     let single = dir.path().join("single");
@@ -280,7 +280,7 @@ async fn merged_error_rate_decides_verdicts() {
     let server = start().await;
     let dir = tempfile::tempdir().unwrap();
     // Rows 0, 3, 6, ... name a foreign organization, and shard 0 of 3 gets exactly those,
-    // so shard 0 sees only 403s, shards 1 and 2 none, and all together one third.
+    // so shard 0 gets only 403s, shards 1 and 2 none, and all together one third.
     write_file(dir.path(), "rows.csv", &rows(Some(3)));
     let variants = r#"
 [[variant]]

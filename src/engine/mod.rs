@@ -191,7 +191,7 @@ impl<'a> Session<'a> {
     }
 
     /// Rewrites `run.json` (and `shard.json` of a shard) with what ran so far, so a run
-    /// killed later still says what it was.
+    /// killed later still records what it was.
     fn write_progress(&self) -> anyhow::Result<()> {
         if let Some(shard) = &self.options.shard {
             crate::shard::record::write(&self.folder, self.plan, shard, &self.results)?;

@@ -9,6 +9,7 @@
 //! so no two shards send the same row.
 
 pub mod merge;
+mod output;
 pub mod record;
 mod split;
 
@@ -24,7 +25,7 @@ pub const INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
 /// Environment variable with the number of shards, set in the Job's pod template.
 pub const COUNT_VARIABLE: &str = "VOLLEY_SHARDS";
 
-/// Which shard this process runs: `index` from 0 to `count - 1`.
+/// The shard a process runs: `index` from 0 to `count - 1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardSpec {
     /// The shard's index, from 0.

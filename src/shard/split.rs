@@ -49,7 +49,7 @@ pub struct CellShare {
     pub idle: bool,
 }
 
-/// What one shard runs, with what `volley merge` needs to check and combine it.
+/// One shard's part of the run, with the details `volley merge` needs to check and combine it.
 #[derive(Debug, Clone)]
 pub struct ShardRun {
     /// The shard's index and the shard count.
