@@ -117,6 +117,7 @@ pub fn check_set(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, Merge
         ));
     };
     let (first_folder, first_record) = (first.folder.clone(), first.record.clone());
+
     for shard in &shards[1..] {
         let record = &shard.record;
         if record.scenario_hash != first_record.scenario_hash {
@@ -149,6 +150,7 @@ pub fn check_set(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, Merge
             )));
         }
     }
+
     let count = first_record.shard_count;
     shards.sort_by_key(|shard| shard.record.shard_index);
     for pair in shards.windows(2) {
@@ -161,6 +163,7 @@ pub fn check_set(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, Merge
             )));
         }
     }
+
     if let Some(shard) = shards
         .iter()
         .find(|shard| shard.record.shard_index >= count)
@@ -171,6 +174,7 @@ pub fn check_set(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, Merge
             shard.record.shard_index
         )));
     }
+
     let present: Vec<u32> = shards
         .iter()
         .map(|shard| shard.record.shard_index)
@@ -216,6 +220,7 @@ fn merge_cell(cells: &[(&Path, &CellRecord)], missing: bool) -> Result<CellResul
     if !missing {
         check_shares(cells)?;
     }
+
     let mut total = Tally::new(first.open());
     let mut start: Option<SystemTime> = None;
     let mut send_end: Option<SystemTime> = None;
@@ -247,6 +252,7 @@ fn merge_cell(cells: &[(&Path, &CellRecord)], missing: bool) -> Result<CellResul
         let ended = started + Duration::from_nanos(cell.elapsed_ns);
         end = Some(end.map_or(ended, |end| end.max(ended)));
     }
+
     let started_at = start.unwrap_or_else(SystemTime::now);
     let since_start = |time: Option<SystemTime>| {
         time.and_then(|time| time.duration_since(started_at).ok())
@@ -269,6 +275,7 @@ fn merge_cell(cells: &[(&Path, &CellRecord)], missing: bool) -> Result<CellResul
         throttle_rps: first.total.throttle_rps,
         verdict: String::new(),
     };
+
     let thresholds = parse_thresholds(first).map_err(|problem| {
         MergeError::invalid(format!(
             "{}: cell {}: {problem}",

@@ -66,6 +66,7 @@ pub(super) fn write_timeseries(
             entry.tally.dropped += number("dropped")?;
         }
     }
+
     let path = out.join("timeseries.csv");
     let mut writer =
         TimeseriesWriter::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -127,6 +128,7 @@ pub(super) fn write_hlog(
         }
         logs.push(tags);
     }
+
     // (cell, second, uncorrected) -> (start, end, histogram)
     let mut merged: BTreeMap<
         (usize, u64, bool),
@@ -151,6 +153,7 @@ pub(super) fn write_hlog(
             }
         }
     }
+
     let base_time = merged
         .values()
         .map(|(start, _, _)| *start)
@@ -200,6 +203,7 @@ pub(super) fn write_run_json(
             })
             .collect()
     };
+
     let started = results
         .iter()
         .map(|result| result.started_at)
@@ -211,6 +215,7 @@ pub(super) fn write_run_json(
         .iter()
         .filter_map(|shard| shard.run_json.as_ref()?["token_requests"]["requests"].as_u64())
         .sum();
+
     let cells: Vec<Value> = rows
         .iter()
         .map(|row| {
@@ -237,6 +242,7 @@ pub(super) fn write_run_json(
             })
         })
         .collect();
+
     let shard_list: Vec<Value> = shards
         .iter()
         .map(|shard| {
@@ -251,6 +257,7 @@ pub(super) fn write_run_json(
             })
         })
         .collect();
+
     let first = &shards[0].record;
     let fields = [
         ("volley_version", json!(env!("CARGO_PKG_VERSION"))),

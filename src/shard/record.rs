@@ -344,6 +344,7 @@ impl CellRecord {
             let outcome = outcome_named(name)?;
             tally.counts[outcome.index()] = *count;
         }
+
         tally.latency =
             decode_histogram(&self.latency).map_err(|error| format!("latency: {error}"))?;
         tally.uncorrected = self
@@ -352,6 +353,7 @@ impl CellRecord {
             .map(decode_histogram)
             .transpose()
             .map_err(|error| format!("uncorrected: {error}"))?;
+
         tally.request_bytes = self.request_bytes;
         tally.response_bytes = self.response_bytes;
         tally.dropped = self.dropped;
@@ -363,6 +365,7 @@ impl CellRecord {
             window_s: self.rate_limit.window_s,
             min_remaining: self.rate_limit.min_remaining,
         };
+
         for error in &self.errors {
             tally.errors.push(ErrorSample {
                 outcome: outcome_named(&error.outcome)?,
