@@ -209,9 +209,9 @@ async fn merged_shards_match_mock_and_single_run() {
     );
 }
 
-/// Runs tiny shards of the scenario and returns their folders: shard `index` of `count`
-/// with `extra` arguments.
-async fn tiny_shards(dir: &Path, runs: &[(&str, u32, u32, &[&str])]) -> Vec<PathBuf> {
+/// Runs tiny shards of the scenario and returns the mock and the shards' folders: shard
+/// `index` of `count` with `extra` arguments.
+async fn tiny_shards(dir: &Path, runs: &[(&str, u32, u32, &[&str])]) -> (MockServer, Vec<PathBuf>) {
     let server = start().await;
     write_file(dir, "rows.csv", &rows(None));
     let load = "concurrency = 3\niterations = 6";
@@ -223,13 +223,13 @@ async fn tiny_shards(dir: &Path, runs: &[(&str, u32, u32, &[&str])]) -> Vec<Path
         assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
         folders.push(out);
     }
-    folders
+    (server, folders)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_rejects_other_scenario() {
     let dir = tempfile::tempdir().unwrap();
-    let folders = tiny_shards(
+    let (_server, folders) = tiny_shards(
         dir.path(),
         &[
             ("a0", 0, 2, &[]),
@@ -248,7 +248,7 @@ async fn merge_rejects_other_scenario() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_rejects_missing_shard() {
     let dir = tempfile::tempdir().unwrap();
-    let folders = tiny_shards(dir.path(), &[("s0", 0, 3, &[]), ("s2", 2, 3, &[])]).await;
+    let (_server, folders) = tiny_shards(dir.path(), &[("s0", 0, 3, &[]), ("s2", 2, 3, &[])]).await;
     let output = merge(&folders, &dir.path().join("merged")).await;
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -258,7 +258,7 @@ async fn merge_rejects_missing_shard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_rejects_duplicate_index() {
     let dir = tempfile::tempdir().unwrap();
-    let folders = tiny_shards(
+    let (_server, folders) = tiny_shards(
         dir.path(),
         &[
             ("first", 0, 2, &[]),
@@ -402,4 +402,99 @@ async fn shard_settings_are_checked() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_rejects_unsharded_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut folders) = tiny_shards(dir.path(), &[("s0", 0, 2, &[])]).await;
+    let path = dir.path().join("s.toml");
+    let plain = dir.path().join("plain");
+    let output = volley(run_args(&path, &plain)).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    folders.push(plain);
+    let output = merge(&folders, &dir.path().join("merged")).await;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("plain"), "{stderr}");
+    assert!(stderr.contains("shard.json"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_shards_merge_both_histograms() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "rows.csv", &rows(None));
+    let load = "model = \"open\"\nrate = 60\nmax_in_flight = 12\nduration = \"2s\"";
+    let path = write_file(
+        dir.path(),
+        "s.toml",
+        &scenario(&server.base_url(), load, ""),
+    );
+    let folders = run_shards(dir.path(), &path, 3, "shard").await;
+    let merged = dir.path().join("merged");
+    let output = merge(&folders, &merged).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let summary = read_csv(&merged.join("summary.csv"));
+    let stats = get_json(&format!("{}/mock/stats", server.base_url())).await;
+    assert_eq!(
+        number(&summary[0], "requests") as u64,
+        stats["execute"]["requests"].as_u64().unwrap()
+    );
+    assert_eq!(number(&summary[0], "target_rps"), 60.0);
+    assert_eq!(number(&summary[0], "concurrency"), 12.0);
+    for folder in &folders {
+        let shard = read_csv(&folder.join("summary.csv"));
+        let share = number(&shard[0], "target_rps");
+        assert!(
+            (share - 20.0).abs() < 0.001,
+            "{}: {share}",
+            folder.display()
+        );
+    }
+    assert!(!summary[0]["p99_uncorrected_ms"].is_empty(), "{summary:?}");
+
+    let actual = hlog_sums(&merged);
+    for tag in ["cell1", "cell1-uncorrected"] {
+        let mut expected = volley::metrics::new_histogram();
+        for folder in &folders {
+            expected.add(&hlog_sums(folder)[tag]).unwrap();
+        }
+        assert_eq!(actual[tag], expected, "{tag}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_shard_sends_nothing_in_its_cell() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "rows.csv", &rows(None));
+    // Two workers over three shards: shard 2 has none in cell 1 and one in cell 2.
+    let load = "concurrency = [2, 3]\nduration = \"1s\"\npause = \"0s\"";
+    let path = write_file(
+        dir.path(),
+        "s.toml",
+        &scenario(&server.base_url(), load, ""),
+    );
+    let folders = run_shards(dir.path(), &path, 3, "shard").await;
+    let idle = read_csv(&folders[2].join("summary.csv"));
+    assert_eq!(number(&idle[0], "requests"), 0.0);
+    assert!(number(&idle[1], "requests") > 0.0, "{idle:?}");
+
+    let merged = dir.path().join("merged");
+    let output = merge(&folders, &merged).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let summary = read_csv(&merged.join("summary.csv"));
+    let stats = get_json(&format!("{}/mock/stats", server.base_url())).await;
+    assert_eq!(
+        column_sum(&summary, "requests"),
+        stats["execute"]["requests"].as_u64().unwrap()
+    );
+    assert_eq!(number(&summary[0], "concurrency"), 2.0);
+    assert_eq!(number(&summary[1], "concurrency"), 3.0);
+    // The idle shard waited out cell 1, so every shard's cell 2 started within a fraction of
+    // a second of the others and the merged window stays near the 1 s each one sent.
+    let window = number(&summary[1], "duration_s");
+    assert!((1.0..1.8).contains(&window), "window {window} s");
 }
