@@ -358,6 +358,9 @@ async fn merged_rate_fails_where_every_shard_passes() {
     );
 }
 
+/// Arguments, environment variables and the expected error of one invalid shard setting.
+type ShardCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_settings_are_checked() {
     let dir = tempfile::tempdir().unwrap();
@@ -367,7 +370,7 @@ async fn shard_settings_are_checked() {
         "s.toml",
         &scenario("http://127.0.0.1:9", "concurrency = 1\niterations = 1", ""),
     );
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    let cases: [ShardCase; 5] = [
         (&["--shard", "3/3"], &[], "not below the count 3"),
         (&["--shard", "0/0"], &[], "count is 0"),
         (&["--shard", "one/3"], &[], "write INDEX/COUNT"),

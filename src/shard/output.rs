@@ -92,6 +92,12 @@ pub(super) fn write_timeseries(
 /// The intervals of one tag, in the order a shard's log lists them.
 type TagIntervals = BTreeMap<String, Vec<hlog::HlogInterval>>;
 
+/// A merged interval's cell, second (from 1) and whether it is the uncorrected histogram.
+type IntervalKey = (usize, u64, bool);
+
+/// A merged interval's earliest start, latest end and summed histogram.
+type MergedInterval = (SystemTime, SystemTime, hdrhistogram::Histogram<u64>);
+
 /// Returns the cell number of a `cell<N>` or `cell<N>-uncorrected` tag, and whether it is the
 /// uncorrected one.
 fn parse_tag(tag: &str) -> Option<(usize, bool)> {
@@ -129,11 +135,7 @@ pub(super) fn write_hlog(
         logs.push(tags);
     }
 
-    // (cell, second, uncorrected) -> (start, end, histogram)
-    let mut merged: BTreeMap<
-        (usize, u64, bool),
-        (SystemTime, SystemTime, hdrhistogram::Histogram<u64>),
-    > = BTreeMap::new();
+    let mut merged: BTreeMap<IntervalKey, MergedInterval> = BTreeMap::new();
     for tags in &logs {
         for (tag, intervals) in tags {
             let Some((cell, uncorrected)) = parse_tag(tag) else {
