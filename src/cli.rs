@@ -36,6 +36,8 @@ pub enum Command {
     Mock(MockConfig),
     /// Merge the report folders of the shards of one run into one report.
     Merge(MergeArgs),
+    /// Render report.html again from the data files of a report folder.
+    Report(ReportArgs),
 }
 
 /// Options of `volley merge`.
@@ -47,6 +49,15 @@ pub struct MergeArgs {
     /// Write the merged report to this folder instead of reports/<scenario>-<UTC time>.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// Options of `volley report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The report folder, as `volley run` wrote it (summary.csv, timeseries.csv, run.json and
+    /// latency.hlog).
+    #[arg(value_name = "DIR")]
+    pub folder: PathBuf,
 }
 
 /// Options of `volley capacity`.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ProbeArgs, RunArgs, ScenarioArgs};
+use crate::cli::{ProbeArgs, ReportArgs, RunArgs, ScenarioArgs};
 use crate::engine::{self, RunOptions};
 use crate::mock::MockConfig;
 use crate::report;
@@ -189,6 +189,24 @@ async fn watch_signals(cancel: CancellationToken, code: Arc<AtomicU8>) {
     interrupt.recv().await;
     eprintln!("interrupted twice: exiting without waiting");
     std::process::exit(130);
+}
+
+/// `volley report`: renders report.html again from a report folder's data files.
+pub fn report(args: &ReportArgs) -> u8 {
+    match report::html::write_for_folder(&args.folder) {
+        Ok(path) => {
+            println!("report: {}", path.display());
+            0
+        }
+        Err(error @ report::html::ReportError::Write { .. }) => {
+            eprintln!("error: {error}");
+            EXIT_FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            EXIT_INVALID
+        }
+    }
 }
 
 /// `volley mock`: serves the mock API until interrupted.

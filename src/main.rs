@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             Command::Probe(args) => volley::commands::probe(args).await,
             Command::Mock(config) => volley::commands::mock(config).await,
             Command::Merge(args) => volley::shard::merge::run(&args.folders, args.out.as_deref()),
+            Command::Report(args) => volley::commands::report(&args),
         }
     });
     ExitCode::from(code)

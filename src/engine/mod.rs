@@ -295,6 +295,10 @@ impl<'a> Session<'a> {
         self.results.push(result);
         write_tables(&self.folder, &self.results)?;
         self.write_progress()?;
+        // The page is rewritten after every cell so a run killed later still has one.
+        if let Err(error) = report::html::write_for_folder(&self.folder) {
+            tracing::warn!(%error, "rendering report.html failed");
+        }
         Ok(self.results.last())
     }
 
@@ -350,6 +354,10 @@ impl<'a> Session<'a> {
             crate::shard::record::write(&output.folder, self.plan, shard, &output.results)?;
         }
         write_run_json(self.plan, self.options, &output, self.started)?;
+        if let Err(error) = report::html::write_for_folder(&output.folder) {
+            // The data files are complete, so `volley report` can render the page later.
+            eprintln!("warning: report.html was not written: {error}");
+        }
         drop(self.auth);
         if let Some(server) = self.target.mock {
             server.shutdown().await;

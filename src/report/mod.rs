@@ -3,6 +3,7 @@
 
 pub mod errors;
 pub mod hlog;
+pub mod html;
 pub mod run_json;
 pub mod summary;
 pub mod table;

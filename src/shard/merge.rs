@@ -373,6 +373,10 @@ pub fn write(shards: &[ShardFolder], out: Option<&Path>) -> Result<Merged, Merge
         0
     };
     super::output::write_run_json(shards, &results, &rows, &folder, exit_code)?;
+    if let Err(error) = report::html::write_for_folder(&folder) {
+        // The data files are complete, so `volley report` can render the page later.
+        eprintln!("warning: report.html was not written: {error}");
+    }
     Ok(Merged { results, folder })
 }
 
