@@ -193,6 +193,12 @@ async fn merged_shards_match_mock_and_single_run() {
     );
     let timeseries = read_csv(&merged.join("timeseries.csv"));
     assert_eq!(column_sum(&timeseries, "requests"), ROWS_COUNT as u64);
+    for file in ["errors.csv", "run.json", "report.html"] {
+        assert!(
+            merged.join(file).is_file(),
+            "no {file} in the merged report"
+        );
+    }
 
     // Percentiles: a single process sending the same load measures about the same latency. The
     // mock adds 20 ms plus up to 2 ms, so the median lies near 21 ms in both runs; 20% covers

@@ -213,10 +213,8 @@ pub(super) fn write_run_json(
         .map(rfc3339)
         .or_else(|| times("started").into_iter().min());
     let finished = times("finished").into_iter().max();
-    let token_requests: u64 = shards
-        .iter()
-        .filter_map(|shard| shard.run_json.as_ref()?["token_requests"]["requests"].as_u64())
-        .sum();
+    let token_requests = merged_token_requests(shards);
+    let target = merged_target(shards);
 
     let cells: Vec<Value> = rows
         .iter()
@@ -276,9 +274,8 @@ pub(super) fn write_run_json(
         ),
         ("aborted", json!(false)),
         ("exit_code", json!(exit_code)),
-        // Token latencies cannot be merged from the shards' percentiles, so only the count
-        // of token requests is kept.
-        ("token_requests", json!({ "requests": token_requests })),
+        ("target", target),
+        ("token_requests", token_requests),
         ("cells", json!(cells)),
         ("mock_stats", Value::Null),
         ("scenario_hash", json!(first.scenario_hash)),
@@ -292,4 +289,57 @@ pub(super) fn write_run_json(
     }
     let bytes = serde_json::to_vec_pretty(&record).context("rendering run.json")?;
     report::write_atomically(&out.join("run.json"), &bytes).context("writing run.json")
+}
+
+/// Adds up the shards' token requests and failures and keeps the largest latency. The median
+/// cannot be merged from the shards' medians, so it is null.
+fn merged_token_requests(shards: &[ShardFolder]) -> Value {
+    let summaries: Vec<&Value> = shards
+        .iter()
+        .filter_map(|shard| shard.run_json.as_ref()?.get("token_requests"))
+        .filter(|summary| summary.is_object())
+        .collect();
+    if summaries.is_empty() {
+        return Value::Null;
+    }
+    let sum = |key: &str| -> u64 {
+        summaries
+            .iter()
+            .filter_map(|summary| summary[key].as_u64())
+            .sum()
+    };
+    let max_ms = summaries
+        .iter()
+        .filter_map(|summary| summary["max_ms"].as_f64())
+        .fold(0.0, f64::max);
+    json!({
+        "requests": sum("requests"),
+        "failures": sum("failures"),
+        "p50_ms": Value::Null,
+        "max_ms": max_ms,
+        "expires_in_s": summaries[0]["expires_in_s"],
+    })
+}
+
+/// Returns the shards' common target, or, when they differ (each shard's embedded mock has
+/// its own port), every distinct one joined by `, `.
+fn merged_target(shards: &[ShardFolder]) -> Value {
+    let mut targets: Vec<String> = Vec::new();
+    for shard in shards {
+        let target = shard
+            .run_json
+            .as_ref()
+            .and_then(|run| run.get("target"))
+            .and_then(Value::as_str);
+        if let Some(target) = target
+            && !targets.iter().any(|known| known == target)
+        {
+            targets.push(target.to_string());
+        }
+    }
+    if targets.is_empty() {
+        Value::Null
+    } else {
+        json!(targets.join(", "))
+    }
 }
