@@ -41,8 +41,8 @@ file = "rows.csv"
     )
 }
 
-/// Data rows with unique ids; rows whose index is a multiple of `foreign_every` name an
-/// organization the demo client may not act for, so the mock responds with 403.
+/// Returns data rows with unique ids. Rows whose index is a multiple of `foreign_every` name
+/// an organization the demo client may not act for, so the mock responds with 403.
 fn rows(foreign_every: Option<usize>) -> String {
     let mut text = "id,org\n".to_string();
     for row in 0..ROWS_COUNT {

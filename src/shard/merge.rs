@@ -184,11 +184,11 @@ pub fn check_set(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, Merge
         .map(|index| index.to_string())
         .collect();
     if !missing.is_empty() {
-        let given: Vec<String> = present.iter().map(u32::to_string).collect();
+        let indexes: Vec<String> = present.iter().map(u32::to_string).collect();
         return Err(MergeError::invalid(format!(
             "incomplete set: shard {} of {count} missing (given {}); pass the report folder of every shard",
             missing.join(", "),
-            given.join(", ")
+            indexes.join(", ")
         )));
     }
     Ok(shards)

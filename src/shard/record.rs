@@ -338,7 +338,7 @@ impl CellRecord {
     }
 
     /// Rebuilds the cell's tally; the error names the field that is invalid.
-    // NOTE: this sets `Tally` fields directly; a change to how a tally keeps its histograms
+    // NOTE: this sets `Tally` fields directly, so a change to how a tally keeps its histograms
     // (such as one per outcome) must be mirrored here and in `CellRecord::new`.
     pub fn tally(&self) -> Result<Tally, String> {
         let mut tally = Tally::new(self.open());
