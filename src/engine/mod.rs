@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     /// Set by the signal watcher to the exit code of the signal received.
     pub signal_code: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
+    /// With `--shard`: this shard's part of each cell, recorded in `shard.json`.
+    pub shard: Option<Arc<crate::shard::ShardRun>>,
 }
 
 /// What a run produced.
@@ -188,8 +190,12 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Rewrites `run.json` with what ran so far, so a run killed later still says what it was.
+    /// Rewrites `run.json` (and `shard.json` of a shard) with what ran so far, so a run
+    /// killed later still records what it was.
     fn write_progress(&self) -> anyhow::Result<()> {
+        if let Some(shard) = &self.options.shard {
+            crate::shard::record::write(&self.folder, self.plan, shard, &self.results)?;
+        }
         write_run_json(self.plan, self.options, &self.snapshot(), self.started)
     }
 
@@ -213,6 +219,9 @@ impl<'a> Session<'a> {
     ) -> anyhow::Result<Option<&CellResult>> {
         if self.stopped() {
             return Ok(None);
+        }
+        if let Some(share) = self.idle_share(spec.index) {
+            return self.skip_idle_cell(spec, &share).await;
         }
         if !self.results.is_empty() {
             tokio::select! {
@@ -275,7 +284,8 @@ impl<'a> Session<'a> {
 
         let verdict = thresholds::verdict(&variant.thresholds, &report::summary::row(&result));
         result.verdict = verdict.text;
-        if verdict.abort {
+        // A shard judges only its part of the load, so it never stops the other shards' run.
+        if verdict.abort && self.options.shard.is_none() {
             eprintln!(
                 "cell {} failed a threshold with abort_on_fail; skipping the remaining cells",
                 spec.index
@@ -292,10 +302,57 @@ impl<'a> Session<'a> {
         Ok(self.results.last())
     }
 
+    /// Returns this shard's share of the cell when that share is zero.
+    fn idle_share(&self, cell: usize) -> Option<crate::shard::CellShare> {
+        let share = self.options.shard.as_ref()?.cell(cell)?;
+        share.idle.then(|| share.clone())
+    }
+
+    /// Records a cell in which this shard has no share: it sends nothing, but waits out the
+    /// pause and the cell's duration so that its next cell starts with the other shards'.
+    /// A cell limited by iterations alone has no known duration, so it is not waited out.
+    async fn skip_idle_cell(
+        &mut self,
+        spec: &CellSpec,
+        share: &crate::shard::CellShare,
+    ) -> anyhow::Result<Option<&CellResult>> {
+        let wait = crate::shard::planned_duration(share).unwrap_or_default()
+            + if self.results.is_empty() {
+                std::time::Duration::ZERO
+            } else {
+                share.load.pause.0
+            };
+        tracing::info!(cell = spec.index, "this shard's share of the cell is zero");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.cancel.cancelled() => return Ok(None),
+        }
+        let variant = &self.plan.variants[spec.variant];
+        let open = matches!(spec.load, LoadPoint::Open { .. });
+        self.results.push(CellResult {
+            spec: spec.clone(),
+            variant: variant.name.clone(),
+            open,
+            started_at: SystemTime::now(),
+            send_window: std::time::Duration::ZERO,
+            elapsed: std::time::Duration::ZERO,
+            total: crate::metrics::Tally::new(open),
+            interrupted: false,
+            throttle_rps: None,
+            verdict: String::new(),
+        });
+        write_tables(&self.folder, &self.results)?;
+        self.write_progress()?;
+        Ok(self.results.last())
+    }
+
     /// Writes the final reports, stops the target and returns what ran.
     pub async fn finish(self) -> anyhow::Result<RunOutput> {
         let output = self.snapshot();
         write_tables(&output.folder, &output.results)?;
+        if let Some(shard) = &self.options.shard {
+            crate::shard::record::write(&output.folder, self.plan, shard, &output.results)?;
+        }
         write_run_json(self.plan, self.options, &output, self.started)?;
         if let Err(error) = report::html::write_for_folder(&output.folder) {
             // The data files are complete, so `volley report` can render the page later.
@@ -317,8 +374,14 @@ pub async fn run(
 ) -> anyhow::Result<RunOutput> {
     let mut session = Session::start(plan, options, cancel).await?;
     for spec in &plan.cells {
+        // A shard runs each cell with its share of iterations and throttle.
+        let load = options
+            .shard
+            .as_ref()
+            .and_then(|shard| shard.cell(spec.index))
+            .map_or(&plan.scenario.load, |share| &share.load);
         if session
-            .run_cell(spec, &plan.scenario.load, plan.cells.len())
+            .run_cell(spec, load, plan.cells.len())
             .await?
             .is_none()
         {
