@@ -191,6 +191,11 @@ async fn merged_shards_match_mock_and_single_run() {
         number(&summary[0], "p99_ms"),
         (p99 * 1000.0).round() / 1000.0
     );
+    // Every request got a 200, so the merged 2xx histogram is the whole one.
+    assert_eq!(
+        number(&summary[0], "ok_p99_ms"),
+        (p99 * 1000.0).round() / 1000.0
+    );
     let timeseries = read_csv(&merged.join("timeseries.csv"));
     assert_eq!(column_sum(&timeseries, "requests"), ROWS_COUNT as u64);
     for file in ["errors.csv", "run.json", "report.html"] {

@@ -144,6 +144,9 @@ pub struct CellRecord {
     pub latency: String,
     /// Open model: the latency histogram measured from the actual send.
     pub uncorrected: Option<String>,
+    /// The latency histogram of each outcome that had a latency, by outcome name.
+    #[serde(default)]
+    pub by_outcome: std::collections::BTreeMap<String, String>,
 }
 
 /// One threshold of a cell.
@@ -329,6 +332,13 @@ impl CellRecord {
                 .as_ref()
                 .map(encode_histogram)
                 .transpose()?,
+            by_outcome: OUTCOMES
+                .iter()
+                .filter_map(|outcome| {
+                    let histogram = total.by_outcome[outcome.index()].as_ref()?;
+                    Some(encode_histogram(histogram).map(|text| (outcome.name().to_string(), text)))
+                })
+                .collect::<anyhow::Result<_>>()?,
         })
     }
 
@@ -355,6 +365,12 @@ impl CellRecord {
             .map(decode_histogram)
             .transpose()
             .map_err(|error| format!("uncorrected: {error}"))?;
+        for (name, text) in &self.by_outcome {
+            let outcome = outcome_named(name)?;
+            tally.by_outcome[outcome.index()] = Some(
+                decode_histogram(text).map_err(|error| format!("by_outcome.{name}: {error}"))?,
+            );
+        }
 
         tally.request_bytes = self.request_bytes;
         tally.response_bytes = self.response_bytes;
