@@ -7,9 +7,11 @@
 # the order rotates from round to round so that none always runs first after a build or idle
 # time. Each run is wrapped in /usr/bin/time -v for peak RSS and CPU seconds.
 #
-# Usage: benches/compare.sh [--duration SECONDS] [--rounds N] [--baseline BINARY]
+# Usage: benches/compare.sh [--duration SECONDS] [--rounds N] [--tools "T ..."] [--baseline BINARY]
 #   --duration  seconds per run (default 10)
 #   --rounds    runs per tool (default 3)
+#   --tools     the tools to run, from wrk, oha, hey and volley (default all four); the ratio
+#               lines need wrk, oha and volley
 #   --baseline  another volley binary, such as a build of an earlier commit, run as the tool
 #               "baseline" in the same rotation for a before/after comparison
 #
@@ -26,14 +28,26 @@ cd "$(dirname "$0")/.."
 duration=10
 rounds=3
 baseline=""
+tools=(wrk oha hey volley)
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --baseline) baseline="$2"; shift 2 ;;
-    *) echo "unknown option $1; use --duration SECONDS, --rounds N and --baseline BINARY" >&2; exit 2 ;;
+    --tools) read -r -a tools <<<"$2"; shift 2 ;;
+    *) echo "unknown option $1; use --duration SECONDS, --rounds N, --tools \"T ...\" and --baseline BINARY" >&2; exit 2 ;;
   esac
 done
+for tool in "${tools[@]}"; do
+  case "$tool" in
+    wrk | oha | hey | volley) ;;
+    *) echo "unknown tool $tool in --tools; use wrk, oha, hey and volley" >&2; exit 2 ;;
+  esac
+done
+if [ "${#tools[@]}" -eq 0 ]; then
+  echo "--tools is empty; name at least one of wrk, oha, hey and volley" >&2
+  exit 2
+fi
 if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
   echo "the baseline binary $baseline is missing or not executable" >&2
   exit 2
@@ -211,7 +225,6 @@ print(ok / report["summary"]["total"], ok + failed, failed)' "$out")
   fi
 }
 
-tools=(wrk oha hey volley)
 [ -n "$baseline" ] && tools+=(baseline)
 echo "nginx at $NGINX_BASE (CPU 0), generators on CPU 1, $rounds rounds of ${duration} s"
 for round in $(seq 1 "$rounds"); do
@@ -227,16 +240,22 @@ column_median() { awk -F'\t' -v tool="$1" -v column="$2" '$1 == tool {print $col
 # CPU seconds per 100,000 requests of each run.
 cost_median() { awk -F'\t' -v tool="$1" '$1 == tool {print 100000 * $6 / $3}' "$results" | median; }
 
-wrk_rps="$(column_median wrk 2)"
+has_tool() { printf '%s\n' "${tools[@]}" | grep -qx "$1"; }
+wrk_rps=""
+has_tool wrk && wrk_rps="$(column_median wrk 2)"
 echo
 printf '%-8s %10s %13s %13s %16s\n' tool 'req/s' 'share of wrk' 'peak RSS MB' 'CPU s/100k req'
 for tool in "${tools[@]}"; do
   rps="$(column_median "$tool" 2)"
   printf '%-8s %10.0f %12.1f%% %13.1f %16.2f\n' "$tool" "$rps" \
-    "$(awk -v a="$rps" -v b="$wrk_rps" 'BEGIN {print 100 * a / b}')" \
+    "$(awk -v a="$rps" -v b="$wrk_rps" 'BEGIN {print (b > 0 ? 100 * a / b : 0)}')" \
     "$(column_median "$tool" 5)" "$(cost_median "$tool")"
 done
 echo "(medians over $rounds rounds of ${duration} s; nginx cpu median $(awk -F'\t' '{print $7}' "$results" | median)%, other load median $(awk -F'\t' '{print $8}' "$results" | median)%)"
 echo
-awk -v v="$(column_median volley 2)" -v w="$wrk_rps" 'BEGIN {printf "volley/wrk throughput ratio: %.2f\n", v / w}'
-awk -v v="$(column_median volley 2)" -v o="$(column_median oha 2)" 'BEGIN {printf "volley/oha throughput ratio: %.2f\n", v / o}'
+if has_tool volley && has_tool wrk; then
+  awk -v v="$(column_median volley 2)" -v w="$wrk_rps" 'BEGIN {printf "volley/wrk throughput ratio: %.2f\n", v / w}'
+fi
+if has_tool volley && has_tool oha; then
+  awk -v v="$(column_median volley 2)" -v o="$(column_median oha 2)" 'BEGIN {printf "volley/oha throughput ratio: %.2f\n", v / o}'
+fi

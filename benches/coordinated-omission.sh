@@ -12,7 +12,7 @@
 # queued requests at volley's throughput), so the measured value sits slightly above.
 # The uncorrected p99, from the actual send, stays low: the 50 slots fill in the first 50 ms
 # of a stall (0.5% of all requests), and the requests due later wait for a free slot and are
-# sent only after the stall, into a server that answers at once.
+# sent only after the stall, to a server that responds at once.
 #
 # Usage: benches/coordinated-omission.sh [--duration SECONDS]   (default 30, at least 30)
 # Exits 1 when the corrected p99 is not within 10% of 900 ms.

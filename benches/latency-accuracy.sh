@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compares the latency volley measures with wrk's on the same server in the same run:
-# `volley mock --latency-base 10ms` (CPU 0) responds to every execute call after 10 ms, and wrk
+# Compares the latency volley measures with wrk's on the same server in the same run.
+# `volley mock --latency-base 10ms` (CPU 0) responds to every execute call after 10 ms. wrk
 # (`-t1 -c50 --latency`) and volley (closed model, 50 workers) take turns on CPU 1, each for
 # --duration seconds per round. Both send the ~200-byte body of benches/mock-post.lua.
 #

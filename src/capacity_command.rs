@@ -34,6 +34,7 @@ pub async fn run(args: CapacityArgs) -> u8 {
         quiet: args.quiet,
         overrides: args.scenario.overrides.clone(),
         signal_code: Some(Arc::clone(&signal_code)),
+        shard: None,
         jtl: args.jtl,
     };
     let result = search(&plan, &options, variant, &settings, cancel).await;

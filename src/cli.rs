@@ -34,6 +34,30 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Start the mock Data Actions API in the foreground, for volley or any other client.
     Mock(MockConfig),
+    /// Merge the report folders of the shards of one run into one report.
+    Merge(MergeArgs),
+    /// Render report.html again from the data files of a report folder.
+    Report(ReportArgs),
+}
+
+/// Options of `volley merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The report folder of every shard, written by `volley run --shard I/N`.
+    #[arg(required = true, value_name = "DIR")]
+    pub folders: Vec<PathBuf>,
+    /// Write the merged report to this folder instead of reports/<scenario>-<UTC time>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Options of `volley report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The report folder, as `volley run` wrote it (summary.csv, timeseries.csv, run.json and
+    /// latency.hlog).
+    #[arg(value_name = "DIR")]
+    pub folder: PathBuf,
 }
 
 /// Options of `volley capacity`.
@@ -100,6 +124,11 @@ pub struct RunArgs {
     /// Hide the progress bars (they are also hidden when stderr is not a terminal).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run shard INDEX of COUNT (INDEX from 0): its share of each cell's load and every
+    /// COUNT-th data row from row INDEX. Without the flag, JOB_COMPLETION_INDEX and
+    /// VOLLEY_SHARDS set it when both are present. Merge the folders with `volley merge`.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    pub shard: Option<crate::shard::ShardSpec>,
     /// Also write results.jtl: one row per request in JMeter's default CSV columns.
     #[arg(long)]
     pub jtl: bool,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ProbeArgs, RunArgs, ScenarioArgs};
+use crate::cli::{ProbeArgs, ReportArgs, RunArgs, ScenarioArgs};
 use crate::engine::{self, RunOptions};
 use crate::mock::MockConfig;
 use crate::report;
@@ -65,6 +65,13 @@ pub async fn run(args: RunArgs) -> u8 {
         Ok(plan) => plan,
         Err(code) => return code,
     };
+    let (plan, shard) = match shard_plan(plan, args.shard) {
+        Ok(found) => found,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_INVALID;
+        }
+    };
     let (cancel, signal_code, signal) = watch_interrupts();
     let options = RunOptions {
         out: args.out,
@@ -72,6 +79,7 @@ pub async fn run(args: RunArgs) -> u8 {
         quiet: args.quiet,
         overrides: args.scenario.overrides.clone(),
         signal_code: Some(Arc::clone(&signal_code)),
+        shard: shard.clone(),
         jtl: args.jtl,
     };
     let result = engine::run(&plan, &options, cancel.clone()).await;
@@ -96,9 +104,51 @@ pub async fn run(args: RunArgs) -> u8 {
         eprintln!("error: {message}");
         return EXIT_FAILURE;
     }
-    match signal_code.load(Ordering::Relaxed) {
-        0 => engine::exit_code(&output),
-        code => code,
+    match (
+        signal_code.load(Ordering::Relaxed),
+        engine::exit_code(&output),
+    ) {
+        (0, 99) if shard.is_some() => {
+            // A Job would retry a pod that exits non-zero and send its load again.
+            println!(
+                "this shard's figures failed a threshold; `volley merge` judges the thresholds on all shards together, so the shard exits 0"
+            );
+            0
+        }
+        (0, code) => code,
+        (code, _) => code,
+    }
+}
+
+/// Returns the plan this process runs: the whole plan, or with `--shard` (or the Indexed
+/// Job's environment) its shard's share, with the record that `shard.json` is written from.
+fn shard_plan(
+    plan: Plan,
+    flag: Option<crate::shard::ShardSpec>,
+) -> Result<(Plan, Option<Arc<crate::shard::ShardRun>>), String> {
+    let Some(spec) = crate::shard::resolve(flag, |name| std::env::var(name).ok())? else {
+        return Ok((plan, None));
+    };
+    let hash = crate::shard::scenario_hash(&plan)?;
+    let (sharded, run) = crate::shard::apply(&plan, spec, hash)?;
+    for share in run.cells.iter().filter(|share| share.idle) {
+        eprintln!(
+            "warning: shard {spec} has no share of cell {} ({}); it sends nothing in that cell",
+            share.spec.index,
+            describe_load(share.total, plan.scenario.load.iterations)
+        );
+    }
+    Ok((sharded, Some(Arc::new(run))))
+}
+
+fn describe_load(point: crate::scenario::LoadPoint, iterations: Option<u64>) -> String {
+    let load = match point {
+        crate::scenario::LoadPoint::Closed { concurrency } => format!("concurrency {concurrency}"),
+        crate::scenario::LoadPoint::Open { rate, .. } => format!("rate {rate}/s"),
+    };
+    match iterations {
+        Some(iterations) => format!("{load}, {iterations} iterations"),
+        None => load,
     }
 }
 
@@ -140,6 +190,24 @@ async fn watch_signals(cancel: CancellationToken, code: Arc<AtomicU8>) {
     interrupt.recv().await;
     eprintln!("interrupted twice: exiting without waiting");
     std::process::exit(130);
+}
+
+/// `volley report`: renders report.html again from a report folder's data files.
+pub fn report(args: &ReportArgs) -> u8 {
+    match report::html::write_for_folder(&args.folder) {
+        Ok(path) => {
+            println!("report: {}", path.display());
+            0
+        }
+        Err(error @ report::html::ReportError::Write { .. }) => {
+            eprintln!("error: {error}");
+            EXIT_FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            EXIT_INVALID
+        }
+    }
 }
 
 /// `volley mock`: serves the mock API until interrupted.

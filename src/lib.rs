@@ -15,6 +15,7 @@ pub mod mock;
 pub mod probe;
 pub mod report;
 pub mod scenario;
+pub mod shard;
 pub mod template;
 pub mod thresholds;
 pub mod units;

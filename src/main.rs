@@ -46,6 +46,8 @@ fn main() -> ExitCode {
             Command::Capacity(args) => volley::capacity_command::run(args).await,
             Command::Probe(args) => volley::commands::probe(args).await,
             Command::Mock(config) => volley::commands::mock(config).await,
+            Command::Merge(args) => volley::shard::merge::run(&args.folders, args.out.as_deref()),
+            Command::Report(args) => volley::commands::report(&args),
         }
     });
     ExitCode::from(code)

@@ -49,6 +49,10 @@ pub enum Metric {
     Max,
     /// `mean_ms`.
     Mean,
+    /// `ok_p50_ms`: the median of 2xx responses alone.
+    OkP50,
+    /// `ok_p99_ms`: the 99th percentile of 2xx responses alone.
+    OkP99,
     /// `rate_403`.
     Rate403,
     /// `rate_429`.
@@ -61,7 +65,7 @@ pub enum Metric {
     Dropped,
 }
 
-const METRICS: [(Metric, &str); 12] = [
+const METRICS: [(Metric, &str); 14] = [
     (Metric::P50, "p50_ms"),
     (Metric::P90, "p90_ms"),
     (Metric::P95, "p95_ms"),
@@ -69,6 +73,8 @@ const METRICS: [(Metric, &str); 12] = [
     (Metric::P999, "p999_ms"),
     (Metric::Max, "max_ms"),
     (Metric::Mean, "mean_ms"),
+    (Metric::OkP50, "ok_p50_ms"),
+    (Metric::OkP99, "ok_p99_ms"),
     (Metric::Rate403, "rate_403"),
     (Metric::Rate429, "rate_429"),
     (Metric::ErrorRate, "error_rate"),
@@ -103,6 +109,9 @@ impl Metric {
             Metric::P999 => row.p999_ms,
             Metric::Max => row.max_ms,
             Metric::Mean => row.mean_ms,
+            // Without any 2xx response the value is NaN, which fails every comparison.
+            Metric::OkP50 => row.ok_p50_ms.unwrap_or(f64::NAN),
+            Metric::OkP99 => row.ok_p99_ms.unwrap_or(f64::NAN),
             Metric::Rate403 => row.rate_403,
             Metric::Rate429 => row.rate_429,
             Metric::ErrorRate => {
@@ -295,10 +304,12 @@ pub fn verdict(thresholds: &[Threshold], row: &SummaryRow) -> Verdict {
     let described: Vec<String> = failed
         .iter()
         .map(|threshold| {
-            format!(
-                "{threshold} (was {})",
-                display_value(threshold.metric.value(row))
-            )
+            let value = threshold.metric.value(row);
+            if value.is_nan() {
+                format!("{threshold} (no 2xx responses)")
+            } else {
+                format!("{threshold} (was {})", display_value(value))
+            }
         })
         .collect();
     Verdict {
@@ -327,8 +338,12 @@ mod tests {
 
     #[test]
     fn conditions_parse_and_compare() {
-        let row = row();
+        let mut row = row();
         assert!(threshold("p99_ms", "< 500").passes(&row));
+        assert!(!threshold("ok_p99_ms", "< 500").passes(&row));
+        row.ok_p99_ms = Some(120.0);
+        assert!(threshold("ok_p99_ms", "< 500").passes(&row));
+        assert!(!threshold("ok_p99_ms", "< 100").passes(&row));
         assert!(!threshold("p99_ms", "< 250").passes(&row));
         assert!(threshold("p99_ms", "<= 250").passes(&row));
         assert!(threshold("rate_403", "== 0.1").passes(&row));

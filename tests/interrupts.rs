@@ -230,4 +230,11 @@ async fn sigkill_keeps_every_flushed_second() {
             index + 1
         );
     }
+    let intervals = volley::report::hlog::read(&out.join("latency.hlog")).unwrap();
+    assert!(
+        intervals.len() >= series.len(),
+        "latency.hlog keeps a line per flushed second: {} lines, {} seconds",
+        intervals.len(),
+        series.len()
+    );
 }

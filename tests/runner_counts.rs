@@ -61,6 +61,9 @@ async fn closed_run_counts_match_mock() {
     let server = start_mock(|config| {
         config.rate_limit = "60/1s".parse().unwrap();
         config.latency.base = "2ms".parse().unwrap();
+        // 200s and 403s wait 100 ms per KiB of body (5 to 10 ms here) and 429s do not, which
+        // the per-outcome columns must show.
+        config.latency.per_kib = "100ms".parse().unwrap();
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -98,6 +101,43 @@ async fn closed_run_counts_match_mock() {
         "without org_id nothing succeeds"
     );
     assert!(without.iter().all(|row| number(row, "forbidden") > 0.0));
+    assert_outcome_latencies(&rows);
+}
+
+/// Checks the per-outcome latency columns against the counts and the mock's delays.
+fn assert_outcome_latencies(rows: &[std::collections::HashMap<String, String>]) {
+    for (count, columns) in [
+        ("ok", ["ok_p50_ms", "ok_p99_ms"]),
+        ("forbidden", ["forbidden_p50_ms", "forbidden_p99_ms"]),
+        ("throttled", ["throttled_p50_ms", "throttled_p99_ms"]),
+    ] {
+        for row in rows {
+            for column in columns {
+                assert_eq!(
+                    row[count] == "0",
+                    row[column].is_empty(),
+                    "cell {}: {column} is \"{}\" with {count} = {}",
+                    row["cell"],
+                    row[column],
+                    row[count]
+                );
+            }
+        }
+    }
+    for row in rows.iter().filter(|row| row["throttled"] != "0") {
+        let slow = if row["ok"] != "0" {
+            "ok_p50_ms"
+        } else {
+            "forbidden_p50_ms"
+        };
+        assert!(
+            number(row, slow) > number(row, "throttled_p50_ms") + 2.0,
+            "cell {}: {slow} {} should exceed throttled_p50_ms {} by the body delay",
+            row["cell"],
+            row[slow],
+            row["throttled_p50_ms"]
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthProvider, TokenSummary};
 use crate::mock::{self, MockServer};
+use crate::report::hlog::{self, HlogWriter};
 use crate::report::jtl::CellContext as JtlContext;
 use crate::report::run_json::{CellRecord, RunRecord};
 use crate::report::summary::SummaryRow;
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     /// Set by the signal watcher to the exit code of the signal received.
     pub signal_code: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
+    /// With `--shard`: this shard's part of each cell, recorded in `shard.json`.
+    pub shard: Option<Arc<crate::shard::ShardRun>>,
     /// Also write `results.jtl`, one row per request.
     pub jtl: bool,
 }
@@ -116,6 +119,7 @@ pub struct Session<'a> {
     auth: AuthProvider,
     folder: PathBuf,
     timeseries: TimeseriesWriter,
+    hlog: HlogWriter,
     progress: Progress,
     results: Vec<CellResult>,
     aborted: bool,
@@ -158,6 +162,9 @@ impl<'a> Session<'a> {
         } else {
             None
         };
+        let hlog_path = folder.join(hlog::FILE_NAME);
+        let hlog = HlogWriter::create(&hlog_path, started)
+            .with_context(|| format!("creating {}", hlog_path.display()))?;
         let session = Session {
             plan,
             options,
@@ -168,6 +175,7 @@ impl<'a> Session<'a> {
             auth,
             folder,
             timeseries,
+            hlog,
             progress: Progress::new(options.quiet),
             results: Vec::new(),
             aborted: false,
@@ -199,8 +207,12 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Rewrites `run.json` with what ran so far, so a run killed later still says what it was.
+    /// Rewrites `run.json` (and `shard.json` of a shard) with what ran so far, so a run
+    /// killed later still records what it was.
     fn write_progress(&self) -> anyhow::Result<()> {
+        if let Some(shard) = &self.options.shard {
+            crate::shard::record::write(&self.folder, self.plan, shard, &self.results)?;
+        }
         write_run_json(self.plan, self.options, &self.snapshot(), self.started)
     }
 
@@ -225,6 +237,9 @@ impl<'a> Session<'a> {
         if self.stopped() {
             return Ok(None);
         }
+        if let Some(share) = self.idle_share(spec.index) {
+            return self.skip_idle_cell(spec, &share).await;
+        }
         if !self.results.is_empty() {
             tokio::select! {
                 () = tokio::time::sleep(load.pause.0) => {}
@@ -245,8 +260,10 @@ impl<'a> Session<'a> {
             writer.cell(|base| JtlContext::new(spec.index, &variant.name, url, base))
         });
         let mut write_error = None;
+        let mut hlog_error = None;
         let progress = &self.progress;
         let timeseries = &mut self.timeseries;
+        let hlog = &mut self.hlog;
         let mut result = run_cell(
             CellInputs {
                 spec: spec.clone(),
@@ -262,6 +279,11 @@ impl<'a> Session<'a> {
             },
             &mut |interval| {
                 progress.update(&interval, by_requests);
+                // The hlog line goes first, so latency.hlog never has fewer seconds than
+                // timeseries.csv.
+                if let Err(error) = hlog.write_interval(spec.index, &interval) {
+                    hlog_error.get_or_insert(error);
+                }
                 let row = TimeseriesRow::new(spec.index, &variant.name, &interval);
                 if let Err(error) = timeseries.write(&row) {
                     write_error.get_or_insert(error);
@@ -273,6 +295,9 @@ impl<'a> Session<'a> {
         if let Some(error) = write_error {
             tracing::error!(%error, "writing timeseries.csv failed");
         }
+        if let Some(error) = hlog_error {
+            tracing::error!(%error, "writing latency.hlog failed");
+        }
         tracing::info!(
             cell = spec.index,
             requests = result.total.requests(),
@@ -281,7 +306,8 @@ impl<'a> Session<'a> {
 
         let verdict = thresholds::verdict(&variant.thresholds, &report::summary::row(&result));
         result.verdict = verdict.text;
-        if verdict.abort {
+        // A shard judges only its part of the load, so it never stops the other shards' run.
+        if verdict.abort && self.options.shard.is_none() {
             eprintln!(
                 "cell {} failed a threshold with abort_on_fail; skipping the remaining cells",
                 spec.index
@@ -291,6 +317,54 @@ impl<'a> Session<'a> {
         self.results.push(result);
         write_tables(&self.folder, &self.results)?;
         self.write_progress()?;
+        // The page is rewritten after every cell so a run killed later still has one.
+        if let Err(error) = report::html::write_for_folder(&self.folder) {
+            tracing::warn!(%error, "rendering report.html failed");
+        }
+        Ok(self.results.last())
+    }
+
+    /// Returns this shard's share of the cell when that share is zero.
+    fn idle_share(&self, cell: usize) -> Option<crate::shard::CellShare> {
+        let share = self.options.shard.as_ref()?.cell(cell)?;
+        share.idle.then(|| share.clone())
+    }
+
+    /// Records a cell in which this shard has no share: it sends nothing, but waits out the
+    /// pause and the cell's duration so that its next cell starts with the other shards'.
+    /// A cell limited by iterations alone has no known duration, so it is not waited out.
+    async fn skip_idle_cell(
+        &mut self,
+        spec: &CellSpec,
+        share: &crate::shard::CellShare,
+    ) -> anyhow::Result<Option<&CellResult>> {
+        let wait = crate::shard::planned_duration(share).unwrap_or_default()
+            + if self.results.is_empty() {
+                std::time::Duration::ZERO
+            } else {
+                share.load.pause.0
+            };
+        tracing::info!(cell = spec.index, "this shard's share of the cell is zero");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.cancel.cancelled() => return Ok(None),
+        }
+        let variant = &self.plan.variants[spec.variant];
+        let open = matches!(spec.load, LoadPoint::Open { .. });
+        self.results.push(CellResult {
+            spec: spec.clone(),
+            variant: variant.name.clone(),
+            open,
+            started_at: SystemTime::now(),
+            send_window: std::time::Duration::ZERO,
+            elapsed: std::time::Duration::ZERO,
+            total: crate::metrics::Tally::new(open),
+            interrupted: false,
+            throttle_rps: None,
+            verdict: String::new(),
+        });
+        write_tables(&self.folder, &self.results)?;
+        self.write_progress()?;
         Ok(self.results.last())
     }
 
@@ -298,7 +372,14 @@ impl<'a> Session<'a> {
     pub async fn finish(mut self) -> anyhow::Result<RunOutput> {
         let output = self.snapshot();
         write_tables(&output.folder, &output.results)?;
+        if let Some(shard) = &self.options.shard {
+            crate::shard::record::write(&output.folder, self.plan, shard, &output.results)?;
+        }
         write_run_json(self.plan, self.options, &output, self.started)?;
+        if let Err(error) = report::html::write_for_folder(&output.folder) {
+            // The data files are complete, so `volley report` can render the page later.
+            eprintln!("warning: report.html was not written: {error}");
+        }
         if let Some(jtl) = self.jtl.take() {
             let summary = jtl.finish()?;
             if summary.lost > 0 {
@@ -326,8 +407,14 @@ pub async fn run(
 ) -> anyhow::Result<RunOutput> {
     let mut session = Session::start(plan, options, cancel).await?;
     for spec in &plan.cells {
+        // A shard runs each cell with its share of iterations and throttle.
+        let load = options
+            .shard
+            .as_ref()
+            .and_then(|shard| shard.cell(spec.index))
+            .map_or(&plan.scenario.load, |share| &share.load);
         if session
-            .run_cell(spec, &plan.scenario.load, plan.cells.len())
+            .run_cell(spec, load, plan.cells.len())
             .await?
             .is_none()
         {

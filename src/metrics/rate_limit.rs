@@ -40,6 +40,14 @@ fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     first.parse().ok()
 }
 
+/// Returns whether `name` belongs to one of the header families read here.
+fn is_rate_limit_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("ratelimit-")
+        || name.starts_with("x-ratelimit-")
+        || name.starts_with("inin-ratelimit-")
+}
+
 fn policy_window(headers: &HeaderMap) -> Option<u64> {
     let text = headers.get(&POLICY)?.to_str().ok()?;
     text.split([';', ','])
@@ -62,6 +70,11 @@ fn min_option(first: Option<u64>, second: Option<u64>) -> Option<u64> {
 impl RateLimitSeen {
     /// Reads one response's headers into the summary.
     pub fn observe(&mut self, headers: &HeaderMap) {
+        // One pass over the few headers of a typical response is cheaper than the ten
+        // hashed lookups below, and most servers send no rate-limit header at all.
+        if !headers.keys().any(is_rate_limit_header) {
+            return;
+        }
         let allowed = number(headers, &ININ_ALLOWED);
         let limit = allowed
             .or_else(|| number(headers, &X_LIMIT))

@@ -87,6 +87,10 @@ pub struct Tally {
     pub latency: Histogram<u64>,
     /// Open model only: latency measured from the actual send.
     pub uncorrected: Option<Histogram<u64>>,
+    /// Latency per outcome, indexed by [`Outcome::index`], made at the outcome's first
+    /// latency. Together they contain what `latency` contains, so a report can show the
+    /// latency of 200s apart from fast 429s.
+    pub by_outcome: [Option<Histogram<u64>>; OUTCOMES.len()],
     /// Request body bytes sent.
     pub request_bytes: u64,
     /// Response body bytes received.
@@ -126,10 +130,14 @@ impl Tally {
     /// Creates an empty tally of the same shape: histograms of the same range that grow
     /// the same way, so that a worker's next second starts at the size its last one reached.
     pub fn empty_like(&self) -> Tally {
-        Tally::with_histograms(
+        let mut tally = Tally::with_histograms(
             Histogram::new_from(&self.latency),
             self.uncorrected.as_ref().map(Histogram::new_from),
-        )
+        );
+        for (fresh, used) in tally.by_outcome.iter_mut().zip(&self.by_outcome) {
+            *fresh = used.as_ref().map(Histogram::new_from);
+        }
+        tally
     }
 
     fn with_histograms(latency: Histogram<u64>, uncorrected: Option<Histogram<u64>>) -> Tally {
@@ -137,6 +145,7 @@ impl Tally {
             counts: [0; OUTCOMES.len()],
             latency,
             uncorrected,
+            by_outcome: Default::default(),
             request_bytes: 0,
             response_bytes: 0,
             dropped: 0,
@@ -164,6 +173,8 @@ impl Tally {
     pub fn record(&mut self, outcome: Outcome, latency_us: u64, uncorrected_us: u64) {
         self.counts[outcome.index()] += 1;
         record_latency(&mut self.latency, latency_us);
+        let by_outcome = self.by_outcome[outcome.index()].get_or_insert_with(new_growing_histogram);
+        record_latency(by_outcome, latency_us);
         if let Some(uncorrected) = &mut self.uncorrected {
             record_latency(uncorrected, uncorrected_us);
         }
@@ -210,6 +221,15 @@ impl Tally {
             (Some(mine), Some(theirs)) => mine.add(theirs).expect("histograms share their bounds"),
             (None, Some(theirs)) => self.uncorrected = Some(theirs.clone()),
             _ => {}
+        }
+        for (mine, theirs) in self.by_outcome.iter_mut().zip(&other.by_outcome) {
+            match (mine, theirs) {
+                (Some(mine), Some(theirs)) => {
+                    mine.add(theirs).expect("histograms share their bounds");
+                }
+                (mine @ None, Some(theirs)) => *mine = Some(theirs.clone()),
+                _ => {}
+            }
         }
         self.request_bytes += other.request_bytes;
         self.response_bytes += other.response_bytes;
@@ -301,6 +321,29 @@ mod tests {
             total.latency.max(),
             total.latency.highest_equivalent(42_000)
         );
+    }
+
+    #[test]
+    fn outcomes_get_their_own_histograms() {
+        let mut worker = Tally::new_growing(false);
+        worker.record(Outcome::Ok, 20_000, 0);
+        worker.record(Outcome::Ok, 30_000, 0);
+        worker.record(Outcome::Throttled, 500, 0);
+        worker.count_only(Outcome::Cancelled);
+        let mut total = Tally::new(false);
+        total.merge(&worker);
+        total.merge(&worker.empty_like());
+        let ok = total.by_outcome[Outcome::Ok.index()].as_ref().unwrap();
+        let throttled = total.by_outcome[Outcome::Throttled.index()]
+            .as_ref()
+            .unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok.min(), ok.lowest_equivalent(20_000));
+        assert_eq!(throttled.len(), 1);
+        assert_eq!(throttled.max(), throttled.highest_equivalent(500));
+        assert!(total.by_outcome[Outcome::Cancelled.index()].is_none());
+        assert!(total.by_outcome[Outcome::Forbidden.index()].is_none());
+        assert_eq!(total.latency.len(), 3);
     }
 
     #[test]

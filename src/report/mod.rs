@@ -2,6 +2,8 @@
 //! same results always give the same bytes (apart from timestamps they carry).
 
 pub mod errors;
+pub mod hlog;
+pub mod html;
 pub mod jtl;
 pub mod run_json;
 pub mod summary;

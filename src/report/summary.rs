@@ -96,6 +96,18 @@ pub struct SummaryRow {
     pub ratelimit_window_s: Option<u64>,
     /// The smallest remaining allowance the server announced.
     pub ratelimit_min_remaining: Option<u64>,
+    /// Median latency of 2xx responses in ms, empty without any.
+    pub ok_p50_ms: Option<f64>,
+    /// 99th percentile latency of 2xx responses in ms.
+    pub ok_p99_ms: Option<f64>,
+    /// Median latency of 403 responses in ms, empty without any.
+    pub forbidden_p50_ms: Option<f64>,
+    /// 99th percentile latency of 403 responses in ms.
+    pub forbidden_p99_ms: Option<f64>,
+    /// Median latency of 429 responses in ms, empty without any.
+    pub throttled_p50_ms: Option<f64>,
+    /// 99th percentile latency of 429 responses in ms.
+    pub throttled_p99_ms: Option<f64>,
 }
 
 impl SummaryRow {
@@ -146,6 +158,12 @@ impl SummaryRow {
             ratelimit_limit: None,
             ratelimit_window_s: None,
             ratelimit_min_remaining: None,
+            ok_p50_ms: None,
+            ok_p99_ms: None,
+            forbidden_p50_ms: None,
+            forbidden_p99_ms: None,
+            throttled_p50_ms: None,
+            throttled_p99_ms: None,
         }
     }
 }
@@ -248,7 +266,19 @@ pub fn row(result: &CellResult) -> SummaryRow {
         ratelimit_limit: total.rate_limit.limit,
         ratelimit_window_s: total.rate_limit.window_s,
         ratelimit_min_remaining: total.rate_limit.min_remaining,
+        ok_p50_ms: outcome_quantile(total, Outcome::Ok, 0.5),
+        ok_p99_ms: outcome_quantile(total, Outcome::Ok, 0.99),
+        forbidden_p50_ms: outcome_quantile(total, Outcome::Forbidden, 0.5),
+        forbidden_p99_ms: outcome_quantile(total, Outcome::Forbidden, 0.99),
+        throttled_p50_ms: outcome_quantile(total, Outcome::Throttled, 0.5),
+        throttled_p99_ms: outcome_quantile(total, Outcome::Throttled, 0.99),
     }
+}
+
+/// Returns a latency quantile of one outcome in ms, `None` when no request had it.
+fn outcome_quantile(total: &Tally, outcome: Outcome, quantile: f64) -> Option<f64> {
+    let histogram = total.by_outcome[outcome.index()].as_ref()?;
+    (!histogram.is_empty()).then(|| round3(Tally::quantile_ms(histogram, quantile)))
 }
 
 /// Shares keep six decimals, so a rate of one in a hundred thousand still shows.
@@ -257,7 +287,7 @@ fn round_share(value: f64) -> f64 {
 }
 
 /// The columns of `summary.csv`, in order.
-pub const COLUMNS: [&str; 43] = [
+pub const COLUMNS: [&str; 49] = [
     "cell",
     "variant",
     "model",
@@ -301,6 +331,12 @@ pub const COLUMNS: [&str; 43] = [
     "ratelimit_limit",
     "ratelimit_window_s",
     "ratelimit_min_remaining",
+    "ok_p50_ms",
+    "ok_p99_ms",
+    "forbidden_p50_ms",
+    "forbidden_p99_ms",
+    "throttled_p50_ms",
+    "throttled_p99_ms",
 ];
 
 /// Renders `summary.csv`; with no results it holds the header alone.
