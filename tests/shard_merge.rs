@@ -512,3 +512,88 @@ async fn idle_shard_sends_nothing_in_its_cell() {
     let window = number(&summary[1], "duration_s");
     assert!((1.0..1.8).contains(&window), "window {window} s");
 }
+
+/// Shards whose latencies differ by an order of magnitude: each shard's per-outcome
+/// histograms grew to a different range, and the merge must still add them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_adds_histograms_of_different_ranges() {
+    let server = start_mock(|config| {
+        config.rate_limit = "100000/1s".parse().unwrap();
+        config.latency.base = "1ms".parse().unwrap();
+        // A 3 KiB body waits about 60 ms more than an empty one.
+        config.latency.per_kib = "20ms".parse().unwrap();
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Shard 0 of 2 takes the even rows (no padding), shard 1 the odd rows (3,000 bytes).
+    let mut text = "id,pad\n".to_string();
+    for row in 0..20 {
+        let pad = if row % 2 == 1 {
+            "x".repeat(3000)
+        } else {
+            String::new()
+        };
+        text.push_str(&format!("row-{row:03},{pad}\n"));
+    }
+    write_file(dir.path(), "rows.csv", &text);
+    let path = write_file(
+        dir.path(),
+        "s.toml",
+        &format!(
+            r#"
+name = "ranges"
+[target]
+url = "{}"
+[auth]
+type = "oauth2-client-credentials"
+token_url = "{{target}}/oauth/token"
+client_id = "demo-client"
+client_secret = "demo-secret"
+[request]
+path = "/api/v2/integrations/actions/demo-action/execute"
+body = '{{"org_id": "{DEMO_HOME_ORG}", "id": "{{{{row.id}}}}", "pad": "{{{{row.pad}}}}"}}'
+[data]
+file = "rows.csv"
+[load]
+concurrency = 2
+iterations = 20
+"#,
+            server.base_url()
+        ),
+    );
+    let folders = run_shards(dir.path(), &path, 2, "ranges").await;
+    let merged = dir.path().join("merged");
+    let output = merge(&folders, &merged).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let summary = read_csv(&merged.join("summary.csv"));
+    assert_eq!(number(&summary[0], "ok"), 20.0);
+    assert!(
+        number(&summary[0], "ok_p99_ms") > 40.0,
+        "the padded rows' latency is missing: {:?}",
+        summary[0]
+    );
+    assert!(
+        number(&summary[0], "ok_p50_ms") < 40.0,
+        "the empty rows' latency is missing: {:?}",
+        summary[0]
+    );
+}
+
+/// A shard with no share of any cell sends nothing and still exits 0, so an Indexed Job does
+/// not count its pod as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_shard_exits_zero() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "rows.csv", &rows(None));
+    let path = write_file(
+        dir.path(),
+        "s.toml",
+        &scenario(&server.base_url(), "concurrency = 2\nduration = \"1s\"", ""),
+    );
+    let out = dir.path().join("idle");
+    let output = volley(shard_args(&path, &out, 2, 3, &[])).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(server.stats().execute_requests(), 0);
+    assert!(out.join("shard.json").is_file());
+}

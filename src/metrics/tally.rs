@@ -225,7 +225,11 @@ impl Tally {
         for (mine, theirs) in self.by_outcome.iter_mut().zip(&other.by_outcome) {
             match (mine, theirs) {
                 (Some(mine), Some(theirs)) => {
-                    mine.add(theirs).expect("histograms share their bounds");
+                    // Per-outcome histograms grow with their latencies, so `theirs` may
+                    // reach past the range `mine` has grown to so far.
+                    mine.auto(true);
+                    mine.add(theirs)
+                        .expect("a growing histogram takes any value up to 1 h");
                 }
                 (mine @ None, Some(theirs)) => *mine = Some(theirs.clone()),
                 _ => {}
