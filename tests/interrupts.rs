@@ -237,4 +237,12 @@ async fn sigkill_keeps_every_flushed_second() {
         intervals.len(),
         series.len()
     );
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert!(
+        run["exit_code"].is_null(),
+        "a killed run must not claim an exit code: {}",
+        run["exit_code"]
+    );
+    assert!(run["finished"].is_null(), "{}", run["finished"]);
 }

@@ -213,7 +213,13 @@ impl<'a> Session<'a> {
         if let Some(shard) = &self.options.shard {
             crate::shard::record::write(&self.folder, self.plan, shard, &self.results)?;
         }
-        write_run_json(self.plan, self.options, &self.snapshot(), self.started)
+        write_run_json(
+            self.plan,
+            self.options,
+            &self.snapshot(),
+            self.started,
+            false,
+        )
     }
 
     /// Returns the report folder.
@@ -375,7 +381,7 @@ impl<'a> Session<'a> {
         if let Some(shard) = &self.options.shard {
             crate::shard::record::write(&output.folder, self.plan, shard, &output.results)?;
         }
-        write_run_json(self.plan, self.options, &output, self.started)?;
+        write_run_json(self.plan, self.options, &output, self.started, true)?;
         if let Err(error) = report::html::write_for_folder(&output.folder) {
             // The data files are complete, so `volley report` can render the page later.
             eprintln!("warning: report.html was not written: {error}");
@@ -481,6 +487,7 @@ fn write_run_json(
     options: &RunOptions,
     output: &RunOutput,
     started: SystemTime,
+    finished: bool,
 ) -> anyhow::Result<()> {
     let cells = output
         .rows
@@ -525,10 +532,10 @@ fn write_run_json(
         host: report::run_json::host_name(),
         target,
         started: rfc3339(started),
-        finished: rfc3339(SystemTime::now()),
+        finished: finished.then(|| rfc3339(SystemTime::now())),
         interrupted: output.interrupted,
         aborted: output.aborted,
-        exit_code: exit_code(output),
+        exit_code: finished.then(|| exit_code(output)),
         token_requests: output.token.clone(),
         cells,
         mock_stats: output.mock_stats.clone(),

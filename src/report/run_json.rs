@@ -28,14 +28,15 @@ pub struct RunRecord {
     pub target: String,
     /// Start time, RFC 3339 UTC.
     pub started: String,
-    /// End time, RFC 3339 UTC.
-    pub finished: String,
+    /// End time, RFC 3339 UTC; null while the run is going on, so a folder left by a killed
+    /// run does not claim to have finished.
+    pub finished: Option<String>,
     /// Whether an interrupt ended the run early.
     pub interrupted: bool,
     /// Whether a failed `abort_on_fail` threshold skipped the remaining cells.
     pub aborted: bool,
-    /// The process exit code the run ends with.
-    pub exit_code: u8,
+    /// The process exit code the run ends with; null until the run has finished.
+    pub exit_code: Option<u8>,
     /// Token request figures, kept apart from the action's.
     pub token_requests: Option<TokenSummary>,
     /// One entry per cell that ran.

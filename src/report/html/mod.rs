@@ -203,7 +203,7 @@ fn exit_code_text(run: &serde_json::Value) -> String {
         Some(130) => "130 (interrupted by SIGINT)".to_string(),
         Some(143) => "143 (interrupted by SIGTERM)".to_string(),
         Some(code) => code.to_string(),
-        None => "unknown".to_string(),
+        None => "none: the run had not finished when run.json was last written (still running, or killed)".to_string(),
     }
 }
 
