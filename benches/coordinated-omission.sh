@@ -10,8 +10,8 @@
 # requests is the latency that 1% of them exceed, the slowest tenth of the stalled ones:
 # 1 s * (1 - 0.1) = 900 ms. Draining the queue after a stall adds a little (about 1,000
 # queued requests at volley's throughput), so the measured value sits slightly above.
-# The uncorrected p99, from the actual send, stays low: the 50 slots fill in the first 50 ms
-# of a stall (0.5% of all requests), and the requests due later wait for a free slot and are
+# The uncorrected p99, from the actual send, stays low. The 50 slots fill in the first 50 ms
+# of a stall (0.5% of all requests). The requests due later wait for a free slot, so they are
 # sent only after the stall, to a server that responds at once.
 #
 # Usage: benches/coordinated-omission.sh [--duration SECONDS]   (default 30, at least 30)

@@ -207,6 +207,11 @@ async fn report_command_names_broken_files() {
         stderr.contains("is not an HdrHistogram interval log line"),
         "{stderr}"
     );
+    assert_eq!(
+        stderr.matches("latency.hlog").count(),
+        1,
+        "the message names the file once: {stderr}"
+    );
 
     std::fs::remove_file(out.join("timeseries.csv")).unwrap();
     let stderr = report(out.clone()).await;

@@ -176,6 +176,21 @@ pub enum HlogError {
     },
 }
 
+impl HlogError {
+    /// Returns the message without the file's path, for callers that name the file already.
+    pub fn problem(&self) -> String {
+        match self {
+            HlogError::Io { source, .. } => format!("cannot read it: {source}"),
+            HlogError::Syntax { line, .. } => {
+                format!("line {line} is not an HdrHistogram interval log line")
+            }
+            HlogError::Histogram { line, message, .. } => {
+                format!("line {line} has an invalid histogram: {message}")
+            }
+        }
+    }
+}
+
 /// Reads every interval of an interval log, in file order.
 ///
 /// Timestamps follow the Java `HistogramLogReader`: relative to `BaseTime` when the log has

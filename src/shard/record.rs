@@ -218,8 +218,8 @@ pub fn encode_histogram(histogram: &Histogram<u64>) -> anyhow::Result<String> {
     Ok(BASE64.encode(bytes))
 }
 
-/// Decodes a histogram written by [`encode_histogram`], checking that it fits the range
-/// volley records (1 us to 1 h) so adding it to a cell's histogram cannot fail.
+/// Decodes a histogram written by [`encode_histogram`] into one that covers 1 us to 1 h, the
+/// range volley records. A histogram with values above 1 h is rejected.
 pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
     let bytes = BASE64
         .decode(text)
@@ -234,9 +234,9 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
             histogram.max()
         )
     })?;
-    // The decoded histogram keeps the range it was written with, which for a histogram that
-    // grew with its latencies is smaller than another shard's; the copy covers the full hour
-    // at the same precision, so any two decoded histograms add.
+    // A histogram that grew with its latencies decodes with the range it had reached, which
+    // may be smaller than another shard's. The copy covers the full hour at the same
+    // precision, so any two decoded histograms can be added.
     Ok(range)
 }
 

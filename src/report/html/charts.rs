@@ -70,8 +70,8 @@ pub struct Line {
 }
 
 /// The shortest interval the latency lines show, in seconds. The tail of a cell after its
-/// send window is often a few milliseconds with a handful of responses, whose percentiles
-/// would draw a misleading spike; its requests still count in the bars, the distribution and
+/// send window often lasts a few milliseconds with a handful of responses, so its percentiles
+/// would draw a misleading spike. Its requests still count in the bars, the distribution and
 /// summary.csv.
 pub const MIN_LINE_INTERVAL_S: f64 = 0.1;
 

@@ -159,6 +159,7 @@ pub fn load(folder: &Path) -> Result<FolderData, DataError> {
             fix: RERUN,
         });
     }
+
     let summary = read_csv(&folder.join("summary.csv"))?;
     let seconds = read_csv(&folder.join("timeseries.csv"))?;
     let errors_path = folder.join("errors.csv");
@@ -167,13 +168,14 @@ pub fn load(folder: &Path) -> Result<FolderData, DataError> {
     } else {
         Vec::new()
     };
+
     let hlog_path = folder.join(hlog::FILE_NAME);
     if !hlog_path.exists() {
         return Err(missing(&hlog_path));
     }
     let intervals = hlog::read(&hlog_path).map_err(|error| DataError {
         path: hlog_path,
-        problem: error.to_string(),
+        problem: error.problem(),
         fix: RERUN,
     })?;
     let sums = hlog::sum_by_tag(&intervals);

@@ -117,6 +117,7 @@ pub fn render(data: &FolderData) -> String {
         charts::SIZE.0
     );
     let _ = writeln!(page, "<h1>volley report: {}</h1>", escape(&name));
+
     write_metadata(&mut page, data);
     write_verdicts(&mut page, &data.summary);
     write_summary(&mut page, &data.summary);
@@ -125,6 +126,7 @@ pub fn render(data: &FolderData) -> String {
     for line in &data.summary {
         write_cell(&mut page, data, line);
     }
+
     let _ = writeln!(
         page,
         "<p class=\"note\">Rendered by volley {} from the data files of this folder; \
